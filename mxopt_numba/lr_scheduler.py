@@ -1,0 +1,462 @@
+"""Learning-rate schedulers with MXNet 2.0.0b1 semantics.
+
+Every scheduler is a *stateful* callable ``sched(num_update) -> lr``. The optimizer calls it
+with its ``num_update`` (the largest per-index update count) each time it needs a learning
+rate. Factor and MultiFactor schedulers decay ``base_lr`` in place and never undo a decay
+when called with a smaller ``num_update`` later; Poly and Cosine schedulers store the last
+value they computed in ``base_lr`` and return it for every ``num_update > max_update``.
+
+Warm-up (all classes): for ``num_update < warmup_steps`` the scheduler returns
+
+* ``warmup_mode='linear'``:   ``warmup_begin_lr + (warmup_final_lr - warmup_begin_lr) * n / warmup_steps``
+* ``warmup_mode='constant'``: ``warmup_begin_lr``
+
+where ``warmup_final_lr`` is ``base_lr`` *as given to the constructor*. An optimizer that
+later overwrites ``base_lr`` (MXNet's optimizers do, with their own learning rate) therefore
+does not change the warm-up ramp, nor the Poly/Cosine curves, which start from
+``base_lr_orig``, also captured at construction.
+
+Differences from MXNet, all in error handling only:
+
+* checks MXNet made with ``assert`` raise ``TypeError`` / ``ValueError`` with a message naming
+  the parameter, the value received and what was expected;
+* ``PolyScheduler`` / ``CosineScheduler`` with ``warmup_steps == max_update`` raise
+  ``ValueError`` in the constructor (MXNet raised ``ZeroDivisionError`` at the first call with
+  ``num_update == max_update``);
+* ``get_warmup_lr(n)`` with ``n >= warmup_steps`` raises ``ValueError``.
+
+``state_dict()`` / ``load_state_dict(d)`` save and restore a scheduler as a plain dict of
+JSON-compatible values (no pickle needed); :func:`from_state_dict` rebuilds one from such a
+dict.
+"""
+
+import logging
+import math
+import numbers
+
+__all__ = [
+    "LRScheduler",
+    "FactorScheduler",
+    "MultiFactorScheduler",
+    "PolyScheduler",
+    "CosineScheduler",
+    "from_state_dict",
+]
+
+_log = logging.getLogger(__name__)
+
+_WARMUP_MODES = ("linear", "constant")
+
+
+# --------------------------------------------------------------------------- helpers
+def _is_int(value):
+    """True for Python and numpy integers, False for bools and everything else."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _require_int(cls_name, name, value):
+    if not _is_int(value):
+        raise TypeError("%s: %s must be an int, got %r (%s)"
+                        % (cls_name, name, value, type(value).__name__))
+    return int(value)
+
+
+def _require_real(cls_name, name, value):
+    if not _is_real(value):
+        raise TypeError("%s: %s must be a real number, got %r (%s)"
+                        % (cls_name, name, value, type(value).__name__))
+    return value
+
+
+def _plain(value):
+    """Convert a state value to a JSON-compatible Python object."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    raise TypeError("cannot store %r (%s) in a scheduler state dict"
+                    % (value, type(value).__name__))
+
+
+# --------------------------------------------------------------------------- base class
+class LRScheduler:
+    """Base class of the learning-rate schedulers.
+
+    Parameters
+    ----------
+    base_lr : float, default 0.01
+        Learning rate after warm-up. Also stored as ``warmup_final_lr``, the value the
+        warm-up ramps to, captured here once.
+    warmup_steps : int, default 0
+        Number of updates ``n = 0 .. warmup_steps - 1`` that return the warm-up value.
+    warmup_begin_lr : float, default 0
+        Learning rate at ``n = 0``; must not exceed ``base_lr``.
+    warmup_mode : {'linear', 'constant'}, default 'linear'
+        ``linear``:   ``lr(n) = warmup_begin_lr + (warmup_final_lr - warmup_begin_lr) * n / warmup_steps``;
+        ``constant``: ``lr(n) = warmup_begin_lr``.
+
+    Subclasses implement ``__call__(num_update)``; the base class itself is abstract and
+    raises ``NotImplementedError`` when called.
+    """
+
+    #: attributes saved by :meth:`state_dict`, in order (subclasses extend it)
+    _state_fields = ("base_lr", "warmup_steps", "warmup_begin_lr", "warmup_final_lr",
+                     "warmup_mode")
+
+    def __init__(self, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"):
+        name = type(self).__name__
+        _require_real(name, "base_lr", base_lr)
+        warmup_steps = _require_int(name, "warmup_steps", warmup_steps)
+        _require_real(name, "warmup_begin_lr", warmup_begin_lr)
+        if warmup_steps < 0:
+            raise ValueError("%s: warmup_steps must be >= 0, got %r" % (name, warmup_steps))
+        if warmup_begin_lr > base_lr:
+            raise ValueError("%s: warmup_begin_lr must be <= base_lr (the warm-up ramps up to "
+                             "base_lr), got warmup_begin_lr=%r > base_lr=%r"
+                             % (name, warmup_begin_lr, base_lr))
+        if warmup_mode not in _WARMUP_MODES:
+            raise ValueError("%s: warmup_mode must be 'linear' or 'constant', got %r"
+                             % (name, warmup_mode))
+        self.base_lr = base_lr
+        self.warmup_steps = warmup_steps
+        self.warmup_begin_lr = warmup_begin_lr
+        self.warmup_final_lr = base_lr
+        self.warmup_mode = warmup_mode
+
+    def get_warmup_lr(self, num_update):
+        """Warm-up learning rate for ``num_update < warmup_steps``."""
+        if not num_update < self.warmup_steps:
+            raise ValueError("%s.get_warmup_lr: num_update must be < warmup_steps=%r, got %r"
+                             % (type(self).__name__, self.warmup_steps, num_update))
+        if self.warmup_mode == "linear":
+            rise = (self.warmup_final_lr - self.warmup_begin_lr) * float(num_update) \
+                / float(self.warmup_steps)
+            return self.warmup_begin_lr + rise
+        if self.warmup_mode == "constant":
+            return self.warmup_begin_lr
+        raise ValueError("%s: warmup_mode must be 'linear' or 'constant', got %r"
+                         % (type(self).__name__, self.warmup_mode))
+
+    def __call__(self, num_update):
+        """Return the learning rate for update number ``num_update``."""
+        raise NotImplementedError("%s does not implement __call__; use one of its subclasses "
+                                  "(FactorScheduler, MultiFactorScheduler, PolyScheduler, "
+                                  "CosineScheduler)" % type(self).__name__)
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self):
+        """The scheduler's configuration and mutable state as a JSON-compatible dict.
+
+        The dict holds ``"class"`` (the class name) and one entry per attribute of
+        ``_state_fields`` (``base_lr``, ``count``, ``cur_step_ind``, ...). Loading it into a
+        scheduler of the same class with :meth:`load_state_dict` (or rebuilding one with
+        :func:`from_state_dict`) gives a scheduler that returns exactly the same values.
+        """
+        d = {"class": type(self).__name__}
+        for key in self._state_fields:
+            d[key] = _plain(getattr(self, key))
+        return d
+
+    def load_state_dict(self, state):
+        """Restore what :meth:`state_dict` returned (in place; returns ``self``)."""
+        if not isinstance(state, dict):
+            raise TypeError("%s.load_state_dict: state must be a dict, got %s"
+                            % (type(self).__name__, type(state).__name__))
+        cls_name = state.get("class", type(self).__name__)
+        if cls_name != type(self).__name__:
+            raise ValueError("%s.load_state_dict: state is for class %r, expected %r"
+                             % (type(self).__name__, cls_name, type(self).__name__))
+        fields = set(self._state_fields)
+        unknown = sorted(k for k in state if k != "class" and k not in fields)
+        if unknown:
+            raise ValueError("%s.load_state_dict: unknown keys %s (expected %s)"
+                             % (type(self).__name__, unknown, list(self._state_fields)))
+        missing = [k for k in self._state_fields if k not in state]
+        if missing:
+            raise ValueError("%s.load_state_dict: missing keys %s"
+                             % (type(self).__name__, missing))
+        if state["warmup_mode"] not in _WARMUP_MODES:
+            raise ValueError("%s.load_state_dict: warmup_mode must be 'linear' or 'constant', "
+                             "got %r" % (type(self).__name__, state["warmup_mode"]))
+        for key in self._state_fields:
+            value = state[key]
+            setattr(self, key, list(value) if isinstance(value, (list, tuple)) else value)
+        return self
+
+    def __repr__(self):
+        items = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self._state_fields)
+        return "%s(%s)" % (type(self).__name__, items)
+
+
+# --------------------------------------------------------------------------- Factor
+class FactorScheduler(LRScheduler):
+    """Multiply the learning rate by ``factor`` every ``step`` updates.
+
+    For a fresh scheduler and ``n >= max(1, warmup_steps)``::
+
+        lr(n) = max(base_lr * factor ** floor((n - 1) / step), stop_factor_lr)
+
+    i.e. the first reduction happens at ``n = step + 1`` (MXNet's behaviour; its docstring
+    says ``floor(n / step)``). Counting starts at 0, not at ``warmup_steps``. Before that,
+    ``n < warmup_steps`` gives the warm-up value and leaves the state untouched.
+
+    The state is ``count`` (the update at which the last reduction was counted) and the
+    decayed ``base_lr``: each call with ``n > count + step`` advances ``count`` by ``step``
+    and multiplies ``base_lr`` by ``factor`` (floored at ``stop_factor_lr``) as many times as
+    needed. Calling with a smaller ``n`` later does not restore the learning rate.
+
+    Parameters
+    ----------
+    step : int (>= 1)
+        Updates between two reductions.
+    factor : float (<= 1), default 1
+        Multiplier applied at each reduction.
+    stop_factor_lr : float, default 1e-8
+        Lower bound of the decayed learning rate.
+    base_lr, warmup_steps, warmup_begin_lr, warmup_mode
+        See :class:`LRScheduler`.
+    """
+
+    _state_fields = LRScheduler._state_fields + ("step", "factor", "stop_factor_lr", "count")
+
+    def __init__(self, step, factor=1, stop_factor_lr=1e-8, base_lr=0.01, warmup_steps=0,
+                 warmup_begin_lr=0, warmup_mode="linear"):
+        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
+        name = type(self).__name__
+        _require_real(name, "step", step)
+        _require_real(name, "factor", factor)
+        _require_real(name, "stop_factor_lr", stop_factor_lr)
+        if step < 1:
+            raise ValueError("%s: step must be >= 1 (updates between two lr reductions), "
+                             "got %r" % (name, step))
+        if factor > 1.0:
+            raise ValueError("%s: factor must be <= 1 (it reduces the lr), got %r"
+                             % (name, factor))
+        self.step = step
+        self.factor = factor
+        self.stop_factor_lr = stop_factor_lr
+        self.count = 0
+
+    def __call__(self, num_update):
+        if num_update < self.warmup_steps:
+            return self.get_warmup_lr(num_update)
+        while num_update > self.count + self.step:
+            self.count += self.step
+            self.base_lr *= self.factor
+            if self.base_lr < self.stop_factor_lr:
+                self.base_lr = self.stop_factor_lr
+                _log.info("Update[%d]: learning rate reached stop_factor_lr %0.5e; it stays "
+                          "there", num_update, self.base_lr)
+            else:
+                _log.info("Update[%d]: learning rate now %0.5e", num_update, self.base_lr)
+        return self.base_lr
+
+
+# --------------------------------------------------------------------------- MultiFactor
+class MultiFactorScheduler(LRScheduler):
+    """Multiply the learning rate by ``factor`` when passing each update number in ``step``.
+
+    For ``n >= warmup_steps``::
+
+        lr(n) = base_lr * factor ** k,    k = #{s in step : n > s}
+
+    with a strict ``>`` (MXNet's behaviour; its docstring says ``>=``): the reduction for
+    ``s`` first shows at ``n = s + 1``. ``n < warmup_steps`` gives the warm-up value and
+    leaves the state untouched.
+
+    The state is the cursor ``cur_step_ind`` (number of steps passed so far), ``count`` (the
+    last step passed) and the decayed ``base_lr``. Calling with a smaller ``n`` later does
+    not restore the learning rate.
+
+    Parameters
+    ----------
+    step : list of int
+        Non-empty, strictly increasing, every entry >= 1. A tuple is rejected, as MXNet did.
+    factor : float (<= 1), default 1
+        Multiplier applied at each step passed.
+    base_lr, warmup_steps, warmup_begin_lr, warmup_mode
+        See :class:`LRScheduler`.
+    """
+
+    _state_fields = LRScheduler._state_fields + ("step", "factor", "count", "cur_step_ind")
+
+    def __init__(self, step, factor=1, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0,
+                 warmup_mode="linear"):
+        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
+        name = type(self).__name__
+        if not isinstance(step, list):
+            raise TypeError("%s: step must be a list of update numbers, got %r (%s)"
+                            % (name, step, type(step).__name__))
+        if len(step) < 1:
+            raise ValueError("%s: step must be a non-empty list, got []" % name)
+        for i, s in enumerate(step):
+            _require_real(name, "step[%d]" % i, s)
+            if s < 1:
+                raise ValueError("%s: every entry of step must be >= 1, got step[%d]=%r in %r"
+                                 % (name, i, s, step))
+            if i > 0 and s <= step[i - 1]:
+                raise ValueError("%s: step must be strictly increasing, got step[%d]=%r <= "
+                                 "step[%d]=%r in %r" % (name, i, s, i - 1, step[i - 1], step))
+        _require_real(name, "factor", factor)
+        if factor > 1.0:
+            raise ValueError("%s: factor must be <= 1 (it reduces the lr), got %r"
+                             % (name, factor))
+        self.step = list(step)
+        self.factor = factor
+        self.count = 0
+        self.cur_step_ind = 0
+
+    def __call__(self, num_update):
+        if num_update < self.warmup_steps:
+            return self.get_warmup_lr(num_update)
+        while self.cur_step_ind < len(self.step) and num_update > self.step[self.cur_step_ind]:
+            self.count = self.step[self.cur_step_ind]
+            self.cur_step_ind += 1
+            self.base_lr *= self.factor
+            _log.info("Update[%d]: learning rate now %0.5e", num_update, self.base_lr)
+        return self.base_lr
+
+
+# --------------------------------------------------------------------------- Poly / Cosine
+class _DecayToMax(LRScheduler):
+    """Shared part of Poly and Cosine: a curve from ``base_lr_orig`` to ``final_lr``."""
+
+    _state_fields = LRScheduler._state_fields + ("max_update", "final_lr", "base_lr_orig",
+                                                 "max_steps")
+
+    def __init__(self, max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
+                 warmup_mode):
+        super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
+        name = type(self).__name__
+        max_update = _require_int(name, "max_update", max_update)
+        if max_update < 1:
+            raise ValueError("%s: max_update must be >= 1 (total number of updates), got %r"
+                             % (name, max_update))
+        if self.warmup_steps == max_update:
+            raise ValueError("%s: warmup_steps must differ from max_update (the decay would "
+                             "last 0 updates), got warmup_steps=max_update=%r"
+                             % (name, max_update))
+        _require_real(name, "final_lr", final_lr)
+        self.max_update = max_update
+        self.final_lr = final_lr
+        self.base_lr_orig = self.base_lr
+        self.max_steps = max_update - self.warmup_steps
+
+    def _curve(self, num_update):
+        raise NotImplementedError
+
+    def __call__(self, num_update):
+        if num_update < self.warmup_steps:
+            return self.get_warmup_lr(num_update)
+        if num_update <= self.max_update:
+            self.base_lr = self._curve(num_update)
+        return self.base_lr
+
+
+class PolyScheduler(_DecayToMax):
+    """Polynomial decay from ``base_lr`` to ``final_lr`` over ``max_update`` updates.
+
+    For ``warmup_steps <= n <= max_update``::
+
+        lr(n) = final_lr + (base_lr_orig - final_lr) * (1 - (n - warmup_steps) / max_steps) ** pwr
+
+    with ``max_steps = max_update - warmup_steps`` and ``base_lr_orig`` the constructor's
+    ``base_lr``. The value is stored in ``base_lr``; for ``n > max_update`` the scheduler
+    returns that stored value, i.e. the last in-range value computed (``final_lr`` only if it
+    was called at exactly ``max_update``; the original ``base_lr`` if it was never called in
+    range). ``n < warmup_steps`` gives the warm-up value.
+
+    Parameters
+    ----------
+    max_update : int (>= 1)
+        Update number at which the curve reaches ``final_lr``. Must differ from
+        ``warmup_steps``.
+    base_lr : float, default 0.01
+    pwr : float, default 2
+        Exponent of the curve (stored as ``power``).
+    final_lr : float, default 0
+    warmup_steps, warmup_begin_lr, warmup_mode
+        See :class:`LRScheduler`.
+    """
+
+    _state_fields = _DecayToMax._state_fields + ("power",)
+
+    def __init__(self, max_update, base_lr=0.01, pwr=2, final_lr=0, warmup_steps=0,
+                 warmup_begin_lr=0, warmup_mode="linear"):
+        super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
+                         warmup_mode)
+        _require_real(type(self).__name__, "pwr", pwr)
+        self.power = pwr
+
+    @property
+    def pwr(self):
+        """Alias of ``power`` (the constructor's argument name)."""
+        return self.power
+
+    @pwr.setter
+    def pwr(self, value):
+        self.power = value
+
+    def _curve(self, num_update):
+        frac = float(num_update - self.warmup_steps) / float(self.max_steps)
+        return self.final_lr + (self.base_lr_orig - self.final_lr) * pow(1 - frac, self.power)
+
+
+class CosineScheduler(_DecayToMax):
+    """Cosine decay from ``base_lr`` to ``final_lr`` over ``max_update`` updates.
+
+    For ``warmup_steps <= n <= max_update``::
+
+        lr(n) = final_lr + (base_lr_orig - final_lr) * (1 + cos(pi * (n - warmup_steps) / max_steps)) / 2
+
+    with ``max_steps = max_update - warmup_steps`` and ``base_lr_orig`` the constructor's
+    ``base_lr``. The value is stored in ``base_lr``; for ``n > max_update`` the scheduler
+    returns that stored value, i.e. the last in-range value computed (``final_lr`` only if it
+    was called at exactly ``max_update``; the original ``base_lr`` if it was never called in
+    range). ``n < warmup_steps`` gives the warm-up value.
+
+    Parameters
+    ----------
+    max_update : int (>= 1)
+        Update number at which the curve reaches ``final_lr``. Must differ from
+        ``warmup_steps``.
+    base_lr : float, default 0.01
+    final_lr : float, default 0
+    warmup_steps, warmup_begin_lr, warmup_mode
+        See :class:`LRScheduler`.
+    """
+
+    def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
+                 warmup_begin_lr=0, warmup_mode="linear"):
+        super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
+                         warmup_mode)
+
+    def _curve(self, num_update):
+        angle = math.pi * (num_update - self.warmup_steps) / self.max_steps
+        return self.final_lr + (self.base_lr_orig - self.final_lr) * (1 + math.cos(angle)) / 2
+
+
+# --------------------------------------------------------------------------- rebuild
+_CLASSES = {c.__name__: c for c in (LRScheduler, FactorScheduler, MultiFactorScheduler,
+                                    PolyScheduler, CosineScheduler)}
+
+
+def from_state_dict(state):
+    """Build a scheduler from a dict returned by ``state_dict()`` (class taken from it)."""
+    if not isinstance(state, dict):
+        raise TypeError("from_state_dict: state must be a dict, got %s" % type(state).__name__)
+    cls_name = state.get("class")
+    cls = _CLASSES.get(cls_name)
+    if cls is None:
+        raise ValueError("from_state_dict: state['class'] must be one of %s, got %r"
+                         % (sorted(_CLASSES), cls_name))
+    obj = cls.__new__(cls)
+    return obj.load_state_dict(state)
