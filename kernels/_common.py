@@ -1,0 +1,291 @@
+"""Shared pieces of every kernel: decorators, storage formats, gradient preprocessing.
+
+Storage formats.  Numba's CPU target cannot touch float16 (or bfloat16) arrays, so
+16-bit tensors reach kernels as integer views: float16 as ``uint16`` and bfloat16 as
+``int16`` (the integer type only tells the two bit layouts apart).  ``load`` and
+``store`` convert between a storage element and the compute type (float32, or float64
+for float64 tensors) with round-to-nearest-even, bit-identical to NumPy/ml_dtypes for
+every non-NaN value.
+
+Aggregated launches.  A chunk of tensors is described by an int64 table of data
+addresses (one row per tensor, one column per array: weight, gradient, master, states)
+and a table of blocks ``(tensor, start, length)``; ``view`` turns one cell of the table
+into a 1-D array over one block, so one kernel call updates any number of tensors of
+any sizes.
+"""
+import os
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+import numba
+
+# --------------------------------------------------------------------------- decorators
+
+def _cache_enabled():
+    return os.environ.get("MXOPT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _jit(func, **options):
+    options.setdefault("error_model", "numpy")   # IEEE inf/nan, and no ZeroDivisionError branch that blocks SIMD
+    if _cache_enabled():
+        try:
+            return njit(cache=True, **options)(func)
+        except RuntimeError:
+            # no writable cache location at all (read-only package and home): compile per process
+            pass
+    return njit(**options)(func)
+
+
+def cpu_kernel(func):
+    """Decorator of every CPU kernel: parallel, numpy error model, cached when possible."""
+    return _jit(func, parallel=True)
+
+
+def serial_kernel(func):
+    return _jit(func)
+
+
+def scalar_rule(func):
+    """Decorator of the per-element rule functions shared by the CPU and GPU kernels."""
+    return njit(inline="always", error_model="numpy")(func)
+
+
+# --------------------------------------------------------------------------- raw addresses
+
+@intrinsic
+def _address_as_pointer(typingctx, address, proto):
+    """Reinterpret an int64 address as a pointer to ``proto``'s element type."""
+    if not isinstance(address, types.Integer) or not isinstance(proto, types.Array):
+        return None
+    sig = types.CPointer(proto.dtype)(address, proto)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+    return sig, codegen
+
+
+@njit(inline="always")
+def view(ptrs, tensor, column, start, length, proto):
+    """Block ``[start, start + length)`` of the array whose address is ``ptrs[tensor, column]``."""
+    itemsize = proto.itemsize
+    return numba.carray(_address_as_pointer(ptrs[tensor, column] + start * itemsize, proto), (length,))
+
+
+# --------------------------------------------------------------------------- bit casts
+
+@intrinsic
+def _bitcast(typingctx, value, target):
+    """Reinterpret the bits of a scalar as the same-sized type named by ``target``."""
+    to = target.instance_type if isinstance(target, types.NumberClass) else None
+    if to is None or to.bitwidth != value.bitwidth:
+        return None
+    sig = to(value, target)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(to))
+    return sig, codegen
+
+
+@njit(inline="always")
+def f32_from_bits(bits):
+    return _bitcast(np.uint32(bits), types.float32)
+
+
+@njit(inline="always")
+def f32_to_bits(value):
+    return _bitcast(np.float32(value), types.uint32)
+
+
+# --------------------------------------------------------------------------- float16, portable
+
+@njit(inline="always")
+def f16bits_to_f32_soft(h):
+    """IEEE binary16 bits -> float32, exact for every input (NaN payload kept)."""
+    h = np.uint32(h)
+    sign = (h & np.uint32(0x8000)) << np.uint32(16)
+    exp = (h >> np.uint32(10)) & np.uint32(0x1F)
+    man = h & np.uint32(0x3FF)
+    if exp == 0:
+        if man == 0:
+            return f32_from_bits(sign)
+        # subnormal half: normalise the mantissa
+        e = np.uint32(113)
+        while (man & np.uint32(0x400)) == 0:
+            man <<= np.uint32(1)
+            e -= np.uint32(1)
+        return f32_from_bits(sign | (e << np.uint32(23)) | ((man & np.uint32(0x3FF)) << np.uint32(13)))
+    if exp == 31:
+        return f32_from_bits(sign | np.uint32(0x7F800000) | (man << np.uint32(13)))
+    return f32_from_bits(sign | ((exp + np.uint32(112)) << np.uint32(23)) | (man << np.uint32(13)))
+
+
+@njit(inline="always")
+def f32_to_f16bits_soft(value):
+    """float32 -> IEEE binary16 bits, round to nearest even, as numpy's astype(float16)."""
+    f = f32_to_bits(value)
+    sign = np.uint16((f >> np.uint32(16)) & np.uint32(0x8000))
+    a = f & np.uint32(0x7FFFFFFF)
+    if a >= np.uint32(0x7F800000):
+        if a == np.uint32(0x7F800000):
+            return sign | np.uint16(0x7C00)
+        payload = (a >> np.uint32(13)) & np.uint32(0x3FF)
+        if payload == 0:
+            payload = np.uint32(1)     # keep it a NaN
+        return sign | np.uint16(np.uint32(0x7C00) | payload)
+    if a >= np.uint32(0x477FF000):     # rounds to >= 65520: overflow
+        return sign | np.uint16(0x7C00)
+    if a < np.uint32(0x38800000):      # below the smallest normal half
+        if a <= np.uint32(0x33000000):  # <= 2**-25 rounds (ties to even) to zero
+            return sign
+        e = a >> np.uint32(23)
+        man = (a & np.uint32(0x7FFFFF)) | np.uint32(0x800000)
+        shift = np.uint32(126) - e
+        h = man >> shift
+        rem = man & ((np.uint32(1) << shift) - np.uint32(1))
+        half = np.uint32(1) << (shift - np.uint32(1))
+        if rem > half or (rem == half and (h & np.uint32(1)) != 0):
+            h += np.uint32(1)
+        return sign | np.uint16(h)
+    h = (a - np.uint32(0x38000000)) >> np.uint32(13)
+    rem = a & np.uint32(0x1FFF)
+    if rem > np.uint32(0x1000) or (rem == np.uint32(0x1000) and (h & np.uint32(1)) != 0):
+        h += np.uint32(1)
+    return sign | np.uint16(h)
+
+
+# --------------------------------------------------------------------------- float16, F16C
+
+@intrinsic
+def f16bits_to_f32_hw(typingctx, bits):
+    if bits != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+    return types.float32(bits), codegen
+
+
+@intrinsic
+def f32_to_f16bits_hw(typingctx, value):
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.fptrunc(args[0], ir.HalfType()), ir.IntType(16))
+    return types.uint16(value), codegen
+
+
+def use_hardware_f16():
+    """True when the host has F16C (LLVM's half casts then become vcvtph2ps/vcvtps2ph).
+
+    Without F16C LLVM would emit calls to conversion helpers that Numba's JIT cannot
+    resolve, so the portable integer conversions are used there.  Set
+    ``MXOPT_NUMBA_F16C=0`` to force the portable path.  Decided when a kernel compiles
+    (cached kernels are keyed by the CPU's features, so a cache never crosses hosts).
+    """
+    if os.environ.get("MXOPT_NUMBA_F16C", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    from llvmlite import binding
+    try:
+        features = binding.get_host_cpu_features()
+    except RuntimeError:
+        return False
+    return bool(features.get("f16c", False))
+
+
+# --------------------------------------------------------------------------- bfloat16
+
+@njit(inline="always")
+def bf16bits_to_f32(bits):
+    return f32_from_bits(np.uint32(np.uint16(bits)) << np.uint32(16))
+
+
+@njit(inline="always")
+def f32_to_bf16bits(value):
+    """float32 -> bfloat16 bits, round to nearest even, NaN -> quiet NaN (as ml_dtypes)."""
+    f = f32_to_bits(value)
+    if (f & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return np.int16(np.uint16(((f >> np.uint32(16)) & np.uint32(0x8000)) | np.uint32(0x7FC0)))
+    f = f + np.uint32(0x7FFF) + ((f >> np.uint32(16)) & np.uint32(1))
+    return np.int16(np.uint16(f >> np.uint32(16)))
+
+
+# --------------------------------------------------------------------------- load / store
+
+def load(arr, i):
+    """Element ``i`` of a storage array, in the compute type."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+def store(arr, i, value):
+    """Write ``value`` (compute type) to element ``i`` of a storage array."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(load, inline="always")
+def _load_impl(arr, i):
+    dtype = arr.dtype
+    if dtype in (types.float32, types.float64):
+        return lambda arr, i: arr[i]
+    if dtype == types.uint16:
+        if use_hardware_f16():
+            return lambda arr, i: f16bits_to_f32_hw(arr[i])
+        return lambda arr, i: f16bits_to_f32_soft(arr[i])
+    if dtype == types.int16:
+        return lambda arr, i: bf16bits_to_f32(arr[i])
+    return None
+
+
+@overload(store, inline="always")
+def _store_impl(arr, i, value):
+    dtype = arr.dtype
+    if dtype == types.float32:
+        def impl(arr, i, value):
+            arr[i] = np.float32(value)
+        return impl
+    if dtype == types.float64:
+        def impl(arr, i, value):
+            arr[i] = np.float64(value)
+        return impl
+    if dtype == types.uint16:
+        if use_hardware_f16():
+            def impl(arr, i, value):
+                arr[i] = f32_to_f16bits_hw(np.float32(value))
+            return impl
+
+        def impl(arr, i, value):
+            arr[i] = f32_to_f16bits_soft(np.float32(value))
+        return impl
+    if dtype == types.int16:
+        def impl(arr, i, value):
+            arr[i] = f32_to_bf16bits(np.float32(value))
+        return impl
+    return None
+
+
+# --------------------------------------------------------------------------- preprocessing
+
+@scalar_rule
+def clip(x, bound):
+    """Clip to [-bound, bound]; ``bound < 0`` means no clipping.  NaN stays NaN."""
+    if bound >= 0:
+        if x > bound:
+            return bound
+        if x < -bound:
+            return -bound
+    return x
+
+
+@scalar_rule
+def rescaled(g, rescale, clip_bound):
+    """``clip(rescale * g)``: the gradient every rule starts from."""
+    return clip(g * rescale, clip_bound)
+
+
+@scalar_rule
+def coupled_grad(w, g, wd, rescale, clip_bound):
+    """``clip(rescale * g) + wd * w``: MXNet 2.x's preprocessing for most rules."""
+    return clip(g * rescale, clip_bound) + wd * w

@@ -1,0 +1,78 @@
+"""Python side of a kernel launch: storage formats, block tables, thread policy.
+
+A *format* is a zero-length array whose dtype tells a kernel how to read and write one
+column of the address table (see ``_common``); kernels specialise on it at compile time.
+"""
+import numba
+import numpy as np
+
+#: elements per block: large enough to amortise the per-block setup, small enough that
+#: one big tensor spreads over every thread.
+BLOCK = 1 << 15
+
+#: below this many elements a launch runs on one thread: waking the pool costs more than
+#: the work, and on a loaded machine a busy-waiting barrier can stall for milliseconds.
+SERIAL_BELOW = 1 << 16
+
+_FORMATS = {}
+
+
+def _storage_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.float32 or dtype == np.float64:
+        return dtype
+    if dtype == np.float16:
+        return np.dtype(np.uint16)
+    if dtype.name == "bfloat16":
+        return np.dtype(np.int16)
+    return None
+
+
+def supported(dtype):
+    return _storage_dtype(dtype) is not None
+
+
+def storage_format(dtype):
+    """The format array a kernel receives for tensors of ``dtype``."""
+    dtype = np.dtype(dtype)
+    fmt = _FORMATS.get(dtype)
+    if fmt is None:
+        storage = _storage_dtype(dtype)
+        if storage is None:
+            raise TypeError("unsupported dtype %s: expected float16, bfloat16, float32 or float64" % dtype)
+        fmt = np.zeros(0, storage)
+        _FORMATS[dtype] = fmt
+    return fmt
+
+
+def compute_dtype(dtype):
+    """float64 tensors are computed in float64, every other dtype in float32."""
+    return np.float64 if np.dtype(dtype) == np.float64 else np.float32
+
+
+def address(array):
+    return array.__array_interface__["data"][0]
+
+
+def block_table(sizes, block=BLOCK):
+    """``(tensor, start, length)`` rows covering every element of every tensor once."""
+    sizes = np.asarray(sizes, dtype=np.int64)
+    per_tensor = (sizes + (block - 1)) // block
+    total = int(per_tensor.sum())
+    tensor = np.repeat(np.arange(sizes.size, dtype=np.int64), per_tensor)
+    first = np.cumsum(per_tensor) - per_tensor
+    start = (np.arange(total, dtype=np.int64) - np.repeat(first, per_tensor)) * block
+    length = np.minimum(block, sizes[tensor] - start)
+    return np.ascontiguousarray(np.stack([tensor, start, length], axis=1))
+
+
+def run(kernel, n_elements, *args):
+    """Call ``kernel(*args)``, on one thread when the work is small."""
+    if n_elements >= SERIAL_BELOW or numba.get_num_threads() == 1:
+        return kernel(*args)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(threads)
