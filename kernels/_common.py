@@ -225,7 +225,7 @@ def store(arr, i, value):
     raise NotImplementedError("only callable from jitted code")
 
 
-@overload(load, inline="always")
+@overload(load)
 def _load_impl(arr, i):
     dtype = arr.dtype
     if dtype in (types.float32, types.float64):
@@ -239,7 +239,7 @@ def _load_impl(arr, i):
     return None
 
 
-@overload(store, inline="always")
+@overload(store)
 def _store_impl(arr, i, value):
     dtype = arr.dtype
     if dtype == types.float32:
