@@ -1,13 +1,39 @@
 """mxopt_numba: MXNet's optimization API (optimizers, lr schedulers, initializers,
-Updater) on NumPy arrays, with the update rules compiled by Numba.
+Updater, Trainer) on NumPy arrays, with the update rules compiled by Numba.
 
     import mxopt_numba as mxo
     opt = mxo.optimizer.create("sgd", learning_rate=0.1, momentum=0.9)
     updater = mxo.optimizer.get_updater(opt)
     updater(0, grad, weight)          # weight is updated in place
 """
+import importlib as _importlib
+
 from . import lr_scheduler, optimizer, random, sparse
 
 __version__ = "0.1.0"
 
-__all__ = ["lr_scheduler", "optimizer", "random", "sparse"]
+# Heavier parts load on first use.
+_LAZY = {
+    "initializer": ("initializer", None),
+    "init": ("initializer", None),
+    "Trainer": ("trainer", "Trainer"),
+    "Parameter": ("parameter", "Parameter"),
+    "distributed": ("distributed", None),
+}
+
+__all__ = ["lr_scheduler", "optimizer", "random", "sparse"] + sorted(_LAZY)
+
+
+def __getattr__(name):
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError("module 'mxopt_numba' has no attribute %r" % name) from None
+    module = _importlib.import_module("%s.%s" % (__name__, module_name))
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
