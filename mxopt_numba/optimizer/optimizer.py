@@ -404,17 +404,14 @@ class Optimizer:
     def update(self, indices, weights, grads, states):
         """Update weights in place: lists (MXNet 2.x) or one index (MXNet 1.x)."""
         indices, weights, grads, states = _as_lists(indices, weights, grads, states)
-        grads = self._dense_grads(indices, weights, grads, states)
-        if grads is None:
-            return
-        plan = self._plan(indices, weights, grads, states)
+        plan = self._plan(indices, weights, grads, states)    # validates everything first
         self._active = plan
         try:
             self._update_count(indices)
             if self.use_fused_step:
-                self.fused_step(indices, weights, grads, states)
+                self.fused_step(indices, weights, plan.grad_keep, states)
             else:
-                self._step_in_precision(indices, weights, grads, states)
+                self._step_in_precision(indices, weights, plan.grad_keep, states)
         finally:
             self._active = None
 
@@ -429,20 +426,6 @@ class Optimizer:
     def fused_step(self, indices, weights, grads, states):
         """Kernel version of the rule."""
         raise NotImplementedError("%s has no fused_step()" % type(self).__name__)
-
-    def _dense_grads(self, indices, weights, grads, states):
-        """Row-sparse gradients become dense here (the standard, non-lazy update)."""
-        if not any(isinstance(g, RowSparseArray) for g in grads):
-            return grads
-        out = []
-        for k, (w, g) in enumerate(zip(weights, grads)):
-            if isinstance(g, RowSparseArray):
-                if tuple(g.shape) != tuple(np.shape(w)):
-                    raise ValueError("grads[%d]: row_sparse shape %s does not match weight shape %s"
-                                     % (k, g.shape, np.shape(w)))
-                g = g.todense()
-            out.append(g)
-        return out
 
     def _step_in_precision(self, indices, weights, grads, states):
         """Run ``step`` so that low-precision weights are computed in float32 and rounded
@@ -484,6 +467,12 @@ class Optimizer:
         return plan
 
     def _check_grad(self, k, weight, grad):
+        if isinstance(grad, RowSparseArray):
+            # the standard (non-lazy) update: as if the gradient were dense with zero rows
+            if tuple(grad.shape) != weight.shape:
+                raise ValueError("grads[%d]: row_sparse shape %s does not match weight shape %s"
+                                 % (k, tuple(grad.shape), weight.shape))
+            grad = grad.todense()
         if not isinstance(grad, np.ndarray):
             raise TypeError("grads[%d] must be a numpy array or row_sparse_array, got %s"
                             % (k, type(grad).__name__))

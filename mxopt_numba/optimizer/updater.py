@@ -50,12 +50,12 @@ class Updater:
                                  % (len(indices), len(grads), len(weights)))
         else:
             indices, grads, weights = [index], [grad], [weight]
-        indices = [i.decode() if isinstance(i, bytes) else i for i in indices]
         opt = self.optimizer
         opt._set_current_device(0)
         key = (tuple(indices), opt.aggregate_num)
         entry = self._chunks.get(key)
         if entry is None or entry[0] != self._version or not all(map(operator.is_, weights, entry[1])):
+            indices = [i.decode() if isinstance(i, bytes) else i for i in indices]
             entry = (self._version, list(weights), self._plan_chunks(indices, weights))
             self._chunks[key] = entry
             if len(self._chunks) > 16:
