@@ -14,6 +14,7 @@ into a 1-D array over one block, so one kernel call updates any number of tensor
 any sizes.
 """
 import os
+import types as types_module
 
 import numpy as np
 from llvmlite import ir
@@ -40,12 +41,18 @@ def _jit(func, **options):
 
 
 def cpu_kernel(func):
-    """Decorator of every CPU kernel: parallel, numpy error model, cached when possible."""
-    return _jit(func, parallel=True)
+    """Decorator of every CPU kernel: parallel, numpy error model, cached when possible.
 
-
-def serial_kernel(func):
-    return _jit(func)
+    The result also carries ``.serial``, the same loop compiled without threads, for
+    launches too small to be worth waking the thread pool.
+    """
+    kernel = _jit(func, parallel=True)
+    twin = types_module.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
+                                     func.__defaults__, func.__closure__)
+    twin.__qualname__ = func.__qualname__ + "_serial"    # its own cache index file
+    twin.__module__ = func.__module__
+    kernel.serial = _jit(twin)
+    return kernel
 
 
 def scalar_rule(func):

@@ -3,7 +3,6 @@
 A *format* is a zero-length array whose dtype tells a kernel how to read and write one
 column of the address table (see ``_common``); kernels specialise on it at compile time.
 """
-import numba
 import numpy as np
 
 #: elements per block: large enough to amortise the per-block setup, small enough that
@@ -67,12 +66,7 @@ def block_table(sizes, block=BLOCK):
 
 
 def run(kernel, n_elements, *args):
-    """Call ``kernel(*args)``, on one thread when the work is small."""
-    if n_elements >= SERIAL_BELOW or numba.get_num_threads() == 1:
-        return kernel(*args)
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return kernel(*args)
-    finally:
-        numba.set_num_threads(threads)
+    """Call ``kernel(*args)``; small launches use its single-threaded twin."""
+    if n_elements < SERIAL_BELOW:
+        return kernel.serial(*args)
+    return kernel(*args)

@@ -9,6 +9,7 @@ import math
 import numbers
 import operator
 import warnings
+import weakref
 
 import numpy as np
 
@@ -141,7 +142,8 @@ class _Plan:
     """Validated tensors of one update call, with their address tables (reused while the
     caller passes the very same array objects)."""
 
-    __slots__ = ("key", "indices", "weights", "grads", "states", "slots", "groups", "grad_keep")
+    __slots__ = ("key", "indices", "weights", "grad_refs", "grads_direct", "states", "slots", "groups",
+                 "grad_keep")
 
 
 class Optimizer:
@@ -414,6 +416,7 @@ class Optimizer:
                 self._step_in_precision(indices, weights, plan.grad_keep, states)
         finally:
             self._active = None
+            plan.grad_keep = None    # do not keep the caller's gradients alive between steps
 
     def update_multi_precision(self, indices, weights, grads, states):
         """Same as :meth:`update`: every path here understands multi-precision states."""
@@ -455,16 +458,25 @@ class Optimizer:
         if (plan is not None and len(plan.weights) == len(weights)
                 and all(map(operator.is_, weights, plan.weights))
                 and all(map(operator.is_, states, plan.states))):
-            if not all(map(operator.is_, grads, plan.grads)):
+            if plan.grads_direct and all(map(operator.is_, grads, map(_deref, plan.grad_refs))):
+                plan.grad_keep = grads
+            else:
                 self._refresh_grads(plan, grads)
             plan.indices = indices
             self._plans.move_to_end(key)
             return plan
         plan = self._build_plan(key, indices, weights, grads, states)
         self._plans[key] = plan
-        if len(self._plans) > 32:
+        if len(self._plans) > 4096:
             self._plans.popitem(last=False)
         return plan
+
+    def _remember_grads(self, plan, grads, checked):
+        """Weak references only: a gradient array is never kept alive by the cache, and a
+        new array at a recycled address is never mistaken for the old one."""
+        plan.grad_keep = checked
+        plan.grads_direct = all(map(operator.is_, grads, checked))
+        plan.grad_refs = [weakref.ref(g) for g in grads]
 
     def _check_grad(self, k, weight, grad):
         if isinstance(grad, RowSparseArray):
@@ -518,8 +530,8 @@ class Optimizer:
             rows.append((weight, grad, master if master is not None else weight) + leaves)
         plan = _Plan()
         plan.key, plan.indices = key, indices
-        plan.weights, plan.grads, plan.states = list(weights), list(grads), list(states)
-        plan.grad_keep = grad_keep
+        plan.weights, plan.states = list(weights), list(states)
+        self._remember_grads(plan, grads, grad_keep)
         plan.slots = self._index_update_count.slots(key, self.begin_num_update)
         plan.groups = []
         by_layout = collections.OrderedDict()
@@ -544,12 +556,11 @@ class Optimizer:
         return plan
 
     def _refresh_grads(self, plan, grads):
-        for k, grad in enumerate(grads):
-            plan.grad_keep[k] = self._check_grad(k, plan.weights[k], grad)
+        checked = [self._check_grad(k, w, g) for k, (w, g) in enumerate(zip(plan.weights, grads))]
         for group in plan.groups:
             members = range(len(grads)) if group.positions is None else group.positions
-            group.ptrs[:, 1] = [launch.address(plan.grad_keep[k]) for k in members]
-        plan.grads = list(grads)
+            group.ptrs[:, 1] = [launch.address(checked[k]) for k in members]
+        self._remember_grads(plan, grads, checked)
 
     def _launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None):
         """Apply ``kernel`` to every tensor, one call per storage layout (usually one).
@@ -606,6 +617,10 @@ class Optimizer:
         return "%s(learning_rate=%r, wd=%r, rescale_grad=%r, clip_gradient=%r, multi_precision=%r)" % (
             type(self).__name__, self.learning_rate, self.wd, self.rescale_grad, self.clip_gradient,
             self.multi_precision)
+
+
+def _deref(ref):
+    return ref()
 
 
 def _real(name, value):

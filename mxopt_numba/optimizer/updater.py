@@ -58,7 +58,7 @@ class Updater:
             indices = [i.decode() if isinstance(i, bytes) else i for i in indices]
             entry = (self._version, list(weights), self._plan_chunks(indices, weights))
             self._chunks[key] = entry
-            if len(self._chunks) > 16:
+            if len(self._chunks) > 4096:
                 self._chunks.popitem(last=False)
             entry = self._chunks[key]
         for chunk in entry[2]:
