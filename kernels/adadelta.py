@@ -1,0 +1,58 @@
+"""AdaDelta (MXNet 2.x rule: the learning rate is used, weight decay is coupled).
+
+    g' = clip(rescale * g) + wd * w
+    acc_g     <- rho * acc_g + (1 - rho) * g'^2
+    delta      = sqrt(acc_delta + eps) / sqrt(acc_g + eps) * g'
+    acc_delta <- rho * acc_delta + (1 - rho) * delta^2
+    w         <- w - lr * delta
+
+``one_minus_rho`` arrives precomputed so that no float64 literal widens float32 math.
+"""
+import math
+
+from numba import prange
+
+from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+
+
+# --------------------------------------------------------------------------- scalar rule
+
+@scalar_rule
+def adadelta_step(w, g, acc_g, acc_delta, lr, wd, rho, one_minus_rho, eps, rescale, clip):
+    gw = coupled_grad(w, g, wd, rescale, clip)
+    acc_g = rho * acc_g + one_minus_rho * (gw * gw)
+    delta = math.sqrt(acc_delta + eps) / math.sqrt(acc_g + eps) * gw
+    acc_delta = rho * acc_delta + one_minus_rho * (delta * delta)
+    return w - lr * delta, acc_g, acc_delta
+
+
+# --------------------------------------------------------------------------- CPU kernel
+# Table columns: 0 weight, 1 gradient, 2 fp32 master (multi-precision only),
+# 3 acc_g, 4 acc_delta.
+
+@cpu_kernel
+def multi_adadelta_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                              rho, one_minus_rho, eps, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        ag = view(ptrs, t, 3, start, n, state_fmt)
+        ad = view(ptrs, t, 4, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(n):
+                new_w, new_ag, new_ad = adadelta_step(load(w, i), load(g, i), load(ag, i), load(ad, i),
+                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
+                store(ag, i, new_ag)
+                store(ad, i, new_ad)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(n):
+                new_w, new_ag, new_ad = adadelta_step(w32[i], load(g, i), load(ag, i), load(ad, i),
+                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
+                store(ag, i, new_ag)
+                store(ad, i, new_ad)
+                w32[i] = new_w
+                store(w, i, new_w)

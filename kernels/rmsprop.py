@@ -1,0 +1,101 @@
+"""RMSProp (MXNet 2.x rules), plain and centered (Graves 2013).
+
+    g' = clip(rescale * g) + wd * w
+    plain:     v <- rho * v + (1 - rho) * g'^2
+               w <- w - lr * g' / (sqrt(v) + eps)
+    centered:  a <- rho * a + (1 - rho) * g'
+               v <- rho * v + (1 - rho) * g'^2
+               m <- momentum * m - lr * g' / sqrt(v - a^2 + eps)
+               w <- w + m
+    then, when clip_weights >= 0:  w <- clip(w, -clip_weights, clip_weights)
+
+``one_minus_rho`` arrives precomputed so that no float64 literal widens float32 math.
+"""
+import math
+
+from numba import prange
+
+from ._common import clip as clip_to, coupled_grad, cpu_kernel, load, scalar_rule, store, view
+
+
+# --------------------------------------------------------------------------- scalar rules
+
+@scalar_rule
+def rmsprop_step(w, g, v, lr, wd, rho, one_minus_rho, eps, clip_weights, rescale, clip):
+    gw = coupled_grad(w, g, wd, rescale, clip)
+    v = rho * v + one_minus_rho * (gw * gw)
+    w = w - lr * (gw / (math.sqrt(v) + eps))
+    return clip_to(w, clip_weights), v
+
+
+@scalar_rule
+def rmsprop_centered_step(w, g, a, v, m, lr, wd, rho, one_minus_rho, momentum, eps, clip_weights,
+                          rescale, clip):
+    gw = coupled_grad(w, g, wd, rescale, clip)
+    a = rho * a + one_minus_rho * gw
+    v = rho * v + one_minus_rho * (gw * gw)
+    m = momentum * m - lr * (gw / math.sqrt(v - a * a + eps))
+    return clip_to(w + m, clip_weights), a, v, m
+
+
+# --------------------------------------------------------------------------- CPU kernels
+# Table columns: 0 weight, 1 gradient, 2 fp32 master (multi-precision only), then
+# plain: 3 var;  centered: 3 mean, 4 var, 5 mom.
+
+@cpu_kernel
+def multi_rmsprop_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                             rho, one_minus_rho, eps, clip_weights, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        v = view(ptrs, t, 3, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(n):
+                new_w, new_v = rmsprop_step(load(w, i), load(g, i), load(v, i), lr, wd, rho,
+                                            one_minus_rho, eps, clip_weights, rescale, clip)
+                store(v, i, new_v)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(n):
+                new_w, new_v = rmsprop_step(w32[i], load(g, i), load(v, i), lr, wd, rho,
+                                            one_minus_rho, eps, clip_weights, rescale, clip)
+                store(v, i, new_v)
+                w32[i] = new_w
+                store(w, i, new_w)
+
+
+@cpu_kernel
+def multi_rmsprop_centered_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt,
+                                      state_fmt, rho, one_minus_rho, momentum, eps, clip_weights,
+                                      rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        a = view(ptrs, t, 3, start, n, state_fmt)
+        v = view(ptrs, t, 4, start, n, state_fmt)
+        m = view(ptrs, t, 5, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(n):
+                new_w, new_a, new_v, new_m = rmsprop_centered_step(
+                    load(w, i), load(g, i), load(a, i), load(v, i), load(m, i), lr, wd, rho,
+                    one_minus_rho, momentum, eps, clip_weights, rescale, clip)
+                store(a, i, new_a)
+                store(v, i, new_v)
+                store(m, i, new_m)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(n):
+                new_w, new_a, new_v, new_m = rmsprop_centered_step(
+                    w32[i], load(g, i), load(a, i), load(v, i), load(m, i), lr, wd, rho,
+                    one_minus_rho, momentum, eps, clip_weights, rescale, clip)
+                store(a, i, new_a)
+                store(v, i, new_v)
+                store(m, i, new_m)
+                w32[i] = new_w
+                store(w, i, new_w)

@@ -1,0 +1,98 @@
+"""AdaGrad: per-element learning rates from the sum of squared gradients.
+
+Also holds the small validation helpers of the adaptive family (AdaGrad, GroupAdaGrad,
+AdaDelta, RMSProp, Ftrl).
+"""
+import numbers
+
+import numpy as np
+
+from ..kernels import adagrad as kernels
+from .optimizer import DefaultValue, Optimizer, register
+
+__all__ = ["AdaGrad"]
+
+
+def real(name, value):
+    """``value`` as a float, or a TypeError naming the parameter."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("%s must be a real number, got %r" % (name, value))
+    return float(value)
+
+
+def positive_epsilon(name, value):
+    """``value`` as a float, or a ValueError: it keeps a denominator away from zero."""
+    value = real(name, value)
+    if not value > 0.0:
+        raise ValueError("%s must be > 0 (it keeps a denominator away from zero), got %r" % (name, value))
+    return value
+
+
+def unit_interval(name, value):
+    """``value`` as a float in [0, 1], or a ValueError."""
+    value = real(name, value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("%s must be in [0, 1], got %r" % (name, value))
+    return value
+
+
+def state_dtype(weight):
+    """Accumulators are float32 (as MXNet), float64 for float64 weights."""
+    return np.float64 if weight.dtype == np.float64 else np.float32
+
+
+@register
+class AdaGrad(Optimizer):
+    """AdaGrad (Duchi et al. 2011), MXNet 2.x dense rule::
+
+        g' = clip(rescale_grad * g) + wd * w
+        h  <- h + g'^2
+        w  <- w - lr * g' / (sqrt(h) + epsilon)
+
+    Weight decay is coupled (it enters ``h``), epsilon sits outside the root (MXNet 1.x
+    decayed the weight outside the adaptive part and put epsilon inside the root; torch
+    also puts epsilon outside but applies its own lr decay).
+
+    The history ``h`` is float32 whatever the weight's dtype, as in MXNet, except for
+    float64 weights, which keep a float64 history.  MXNet itself fails for float64 weights
+    and for float16 weights without ``multi_precision`` (the history's dtype does not
+    match); here float64 runs end to end in float64 and float16/bfloat16 weights without
+    a master copy are computed in float32 against the float32 history and rounded once.
+
+    Row-sparse gradients are made dense: rows without gradient keep their weight and
+    history when ``wd`` is 0, which is what MXNet's row-wise kernel does.  MXNet's dense
+    path always runs its NumPy-style ``step`` and so clips with ``clip_gradient=0``
+    (every gradient becomes 0); here ``clip_gradient`` None or <= 0 means no clipping.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+    epsilon : float, default 1e-6
+        Must be > 0.  (MXNet 1.x called it ``eps``; passing ``eps=`` raises
+        DeprecationWarning, as in MXNet 2.x.)
+    use_fused_step : bool, default True
+    **kwargs : see :class:`Optimizer`.
+    """
+
+    fused_by_default = True
+
+    def __init__(self, learning_rate=DefaultValue(0.01), epsilon=1e-6, use_fused_step=True, **kwargs):
+        if "eps" in kwargs:
+            raise DeprecationWarning("AdaGrad's eps= argument is deprecated: use epsilon=")
+        super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
+        self.epsilon = positive_epsilon("epsilon", epsilon)
+
+    def create_state(self, index, weight):
+        return np.zeros(weight.shape, dtype=state_dtype(weight))
+
+    def step(self, indices, weights, grads, states):
+        for lr, wd, weight, grad, history in zip(self._lr_array(indices), self._wd_array(indices),
+                                                weights, grads, states):
+            g = self._coupled(grad, weight, wd)
+            history += np.square(g)
+            weight -= lr * (g / (np.sqrt(history) + self.epsilon))
+
+    def fused_step(self, indices, weights, grads, states):
+        self._launch(kernels.multi_adagrad_update_cpu, indices, weights, grads, states,
+                     self._lr_array(indices), self._wd_array(indices),
+                     (self.epsilon, self.rescale_grad, self._clip_bound()))
