@@ -406,6 +406,10 @@ class Optimizer:
     def update(self, indices, weights, grads, states):
         """Update weights in place: lists (MXNet 2.x) or one index (MXNet 1.x)."""
         indices, weights, grads, states = _as_lists(indices, weights, grads, states)
+        if self.sparse_updates_rows():
+            sparse = [k for k, g in enumerate(grads) if isinstance(g, RowSparseArray)]
+            if sparse:
+                return self._update_rows(indices, weights, grads, states, sparse)
         plan = self._plan(indices, weights, grads, states)    # validates everything first
         self._active = plan
         try:
@@ -480,10 +484,15 @@ class Optimizer:
 
     def _check_grad(self, k, weight, grad):
         if isinstance(grad, RowSparseArray):
-            # the standard (non-lazy) update: as if the gradient were dense with zero rows
             if tuple(grad.shape) != weight.shape:
                 raise ValueError("grads[%d]: row_sparse shape %s does not match weight shape %s"
                                  % (k, tuple(grad.shape), weight.shape))
+            if not launch.supported(grad.data.dtype):
+                raise TypeError("grads[%d] has dtype %s: expected float16, bfloat16, float32 or float64"
+                                % (k, grad.data.dtype))
+            if self.sparse_updates_rows():
+                return grad
+            # the standard update: as if the gradient were dense with zeros elsewhere
             grad = grad.todense()
         if not isinstance(grad, np.ndarray):
             raise TypeError("grads[%d] must be a numpy array or row_sparse_array, got %s"
@@ -499,16 +508,12 @@ class Optimizer:
             grad = np.ascontiguousarray(grad)    # documented copy: kernels read flat memory
         return grad
 
-    def _build_plan(self, key, indices, weights, grads, states):
-        if len(set(key)) != len(key):
-            dup = [i for i, c in collections.Counter(key).items() if c > 1]
-            raise ValueError("indices must be unique within one update call; repeated: %r" % dup[:5])
-        rows, layouts = [], []
-        grad_keep = []
+    def _validated(self, weights, grads, states):
+        """Check every tensor of a call; returns per tensor (weight, grad, master, leaves)."""
+        out = []
         for k, (weight, grad, state) in enumerate(zip(weights, grads, states)):
             _check_weight("weights[%d]" % k, weight)
             grad = self._check_grad(k, weight, grad)
-            grad_keep.append(grad)
             if self.uses_master(weight):
                 if not (isinstance(state, (tuple, list)) and len(state) == 2
                         and isinstance(state[0], np.ndarray) and state[0].dtype == np.float32):
@@ -525,35 +530,137 @@ class Optimizer:
                 if leaf.dtype != leaves[0].dtype:
                     raise TypeError("states[%d]: state arrays mix dtypes %s and %s"
                                     % (k, leaves[0].dtype, leaf.dtype))
-            state_dtype = leaves[0].dtype if leaves else weight.dtype
-            layouts.append((weight.dtype, grad.dtype, master is not None, np.dtype(state_dtype), len(leaves)))
-            rows.append((weight, grad, master if master is not None else weight) + leaves)
+            out.append((weight, grad, master, leaves))
+        return out
+
+    @staticmethod
+    def _layout(weight, grad, master, leaves):
+        state_dtype = leaves[0].dtype if leaves else weight.dtype
+        data = grad.data if isinstance(grad, RowSparseArray) else grad
+        return (weight.dtype, data.dtype, master is not None, np.dtype(state_dtype), len(leaves))
+
+    @staticmethod
+    def _new_group(layout, positions):
+        w_dtype, g_dtype, has_master, s_dtype, _ = layout
+        group = _Group()
+        group.positions = positions
+        group.w_fmt = launch.storage_format(w_dtype)
+        group.g_fmt = launch.storage_format(g_dtype)
+        group.master_fmt = launch.storage_format(np.float32) if has_master else None
+        group.state_fmt = launch.storage_format(s_dtype)
+        group.compute = launch.compute_dtype(w_dtype)
+        return group
+
+    def _build_plan(self, key, indices, weights, grads, states):
+        _check_unique(key)
+        checked = self._validated(weights, grads, states)
         plan = _Plan()
         plan.key, plan.indices = key, indices
         plan.weights, plan.states = list(weights), list(states)
-        self._remember_grads(plan, grads, grad_keep)
+        self._remember_grads(plan, grads, [c[1] for c in checked])
         plan.slots = self._index_update_count.slots(key, self.begin_num_update)
         plan.groups = []
         by_layout = collections.OrderedDict()
-        for k, layout in enumerate(layouts):
-            by_layout.setdefault(layout, []).append(k)
+        for k, c in enumerate(checked):
+            by_layout.setdefault(self._layout(*c), []).append(k)
         for layout, members in by_layout.items():
-            w_dtype, g_dtype, has_master, s_dtype, n_leaves = layout
-            group = _Group()
-            group.positions = None if len(by_layout) == 1 else np.array(members, dtype=np.int64)
-            group.keep = [rows[k] for k in members]
-            group.ptrs = np.array([[launch.address(a) for a in rows[k]] for k in members],
-                                  dtype=np.int64).reshape(len(members), 3 + n_leaves)
-            sizes = [rows[k][0].size for k in members]
+            group = self._new_group(layout, None if len(by_layout) == 1 else np.array(members, dtype=np.int64))
+            rows = [(w, g, w if m is None else m) + leaves for w, g, m, leaves in (checked[k] for k in members)]
+            group.keep = rows
+            group.ptrs = np.array([[launch.address(a) for a in row] for row in rows],
+                                  dtype=np.int64).reshape(len(members), 3 + layout[4])
+            sizes = [row[0].size for row in rows]
             group.blocks = launch.block_table(sizes)
             group.n_elements = int(sum(sizes))
-            group.w_fmt = launch.storage_format(w_dtype)
-            group.g_fmt = launch.storage_format(g_dtype)
-            group.master_fmt = launch.storage_format(np.float32) if has_master else None
-            group.state_fmt = launch.storage_format(s_dtype)
-            group.compute = launch.compute_dtype(w_dtype)
             plan.groups.append(group)
         return plan
+
+    # ------------------------------------------------------------------ row-sparse (lazy) updates
+    #: the rule has row-only kernels: a row_sparse gradient always updates only its rows
+    sparse_rows_only = False
+
+    def sparse_updates_rows(self):
+        """True when a row_sparse gradient updates only the rows it lists (the weight
+        decay and the decay of the states skip every other row)."""
+        return self.sparse_rows_only or bool(getattr(self, "lazy_update", False))
+
+    def _build_row_plan(self, indices, weights, grads, states):
+        """A plan whose 'tensors' are the listed rows: each row of weight, master copy and
+        states is addressed directly, so the work is proportional to the listed rows."""
+        checked = self._validated(weights, grads, states)
+        plan = _Plan()
+        plan.key, plan.indices = tuple(indices), indices
+        plan.weights, plan.states = list(weights), list(states)
+        plan.grad_keep = [c[1].data for c in checked]
+        plan.slots = None
+        plan.groups = []
+        by_layout = collections.OrderedDict()
+        for k, c in enumerate(checked):
+            by_layout.setdefault(self._layout(*c), []).append(k)
+        for layout, members in by_layout.items():
+            ptr_parts, owners, row_lens = [], [], []
+            keep = []
+            for k in members:
+                weight, grad, master, leaves = checked[k]
+                n_rows = weight.shape[0]
+                row_len = weight.size // n_rows if n_rows else 0
+                rows = grad.indices
+                cols = [launch.address(weight) + rows * (row_len * weight.itemsize),
+                        launch.address(grad.data) + np.arange(rows.size, dtype=np.int64) * (row_len * grad.data.itemsize)]
+                base = weight if master is None else master
+                cols.append(launch.address(base) + rows * (row_len * base.itemsize))
+                for leaf in leaves:
+                    cols.append(launch.address(leaf) + rows * ((leaf.size // n_rows) * leaf.itemsize))
+                ptr_parts.append(np.stack(cols, axis=1) if rows.size else np.zeros((0, len(cols)), np.int64))
+                owners.append(np.full(rows.size, k, dtype=np.int64))
+                row_lens.append(np.full(rows.size, row_len, dtype=np.int64))
+                keep.append((weight, grad, master) + leaves)
+            group = self._new_group(layout, np.concatenate(owners))
+            group.keep = keep
+            group.ptrs = np.ascontiguousarray(np.concatenate(ptr_parts), dtype=np.int64)
+            sizes = np.concatenate(row_lens)
+            group.blocks = launch.block_table(sizes)
+            group.n_elements = int(sizes.sum())
+            plan.groups.append(group)
+        return plan
+
+    def _update_rows(self, indices, weights, grads, states, sparse):
+        _check_unique(tuple(indices))
+        dense = [k for k in range(len(indices)) if k not in set(sparse)]
+
+        def pick(ks, values):
+            return [values[k] for k in ks]
+        parts = []
+        if dense:
+            parts.append(self._plan(pick(dense, indices), pick(dense, weights), pick(dense, grads),
+                                    pick(dense, states)))
+        parts.append(self._build_row_plan(pick(sparse, indices), pick(sparse, weights), pick(sparse, grads),
+                                          pick(sparse, states)))
+        self._update_count(indices)
+        try:
+            for plan in parts:
+                self._active = plan
+                if self.use_fused_step:
+                    self.fused_step(plan.indices, plan.weights, plan.grad_keep, plan.states)
+                elif plan is parts[-1]:
+                    self._step_rows(plan.indices, plan.weights, pick(sparse, grads), plan.states)
+                else:
+                    self._step_in_precision(plan.indices, plan.weights, plan.grad_keep, plan.states)
+        finally:
+            self._active = None
+            for plan in parts:
+                plan.grad_keep = None
+
+    def _step_rows(self, indices, weights, grads, states):
+        """NumPy path of a row-sparse update: gather the rows, step them, scatter back."""
+        for index, weight, grad, state in zip(indices, weights, grads, states):
+            rows = grad.indices
+            w_rows = weight[rows]
+            s_rows = map_state(state, lambda a: a.reshape(weight.shape[0], -1)[rows])
+            self._step_in_precision([index], [w_rows], [grad.data], [s_rows])
+            weight[rows] = w_rows
+            for dst, src in zip(state_leaves(state), state_leaves(s_rows)):
+                dst.reshape(weight.shape[0], -1)[rows] = src.reshape(rows.size, -1)
 
     def _refresh_grads(self, plan, grads):
         checked = [self._check_grad(k, w, g) for k, (w, g) in enumerate(zip(plan.weights, grads))]
@@ -617,6 +724,12 @@ class Optimizer:
         return "%s(learning_rate=%r, wd=%r, rescale_grad=%r, clip_gradient=%r, multi_precision=%r)" % (
             type(self).__name__, self.learning_rate, self.wd, self.rescale_grad, self.clip_gradient,
             self.multi_precision)
+
+
+def _check_unique(key):
+    if len(set(key)) != len(key):
+        dup = [i for i, c in collections.Counter(key).items() if c > 1]
+        raise ValueError("indices must be unique within one update call; repeated: %r" % dup[:5])
 
 
 def _deref(ref):
