@@ -1,0 +1,55 @@
+"""Adamax (MXNet 2.x): Adam with an infinity-norm second moment, epsilon in the divisor.
+
+    g' = clip(rescale * g) + wd * w
+    m <- beta1 * m + (1 - beta1) * g'
+    u <- max(beta2 * u, |g'|)                    (NaN propagates)
+    w <- w - lr_t * m / (u + epsilon)            lr_t = lr / (1 - beta1^t)
+
+``lrs`` holds the bias-corrected ``lr_t`` of each tensor.
+"""
+from numba import prange
+
+from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+
+
+# --------------------------------------------------------------------------- scalar rule
+
+@scalar_rule
+def adamax_step(w, g, m, u, lr, wd, beta1, one_minus_beta1, beta2, epsilon, rescale, clip):
+    gw = coupled_grad(w, g, wd, rescale, clip)
+    m = beta1 * m + one_minus_beta1 * gw
+    decayed = beta2 * u
+    a = abs(gw)
+    u = a if (a > decayed or a != a) else decayed
+    return w - lr * m / (u + epsilon), m, u
+
+
+# --------------------------------------------------------------------------- CPU kernel
+# Table columns: 0 weight, 1 gradient, 2 fp32 master (multi-precision only), 3 m, 4 u.
+
+@cpu_kernel
+def multi_adamax_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                            beta1, one_minus_beta1, beta2, epsilon, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        u = view(ptrs, t, 4, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(n):
+                new_w, new_m, new_u = adamax_step(load(w, i), load(g, i), load(m, i), load(u, i), lr, wd,
+                                                  beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
+                store(m, i, new_m)
+                store(u, i, new_u)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(n):
+                new_w, new_m, new_u = adamax_step(w32[i], load(g, i), load(m, i), load(u, i), lr, wd,
+                                                  beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
+                store(m, i, new_m)
+                store(u, i, new_u)
+                w32[i] = new_w
+                store(w, i, new_w)
