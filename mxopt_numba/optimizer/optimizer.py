@@ -655,6 +655,8 @@ class Optimizer:
         """NumPy path of a row-sparse update: gather the rows, step them, scatter back."""
         for index, weight, grad, state in zip(indices, weights, grads, states):
             rows = grad.indices
+            if rows.size == 0:
+                continue
             w_rows = weight[rows]
             s_rows = map_state(state, lambda a: a.reshape(weight.shape[0], -1)[rows])
             self._step_in_precision([index], [w_rows], [grad.data], [s_rows])

@@ -1,0 +1,156 @@
+"""Row-sparse gradients: validation, lazy (rows only) and standard updates."""
+import numpy as np
+import pytest
+
+import mxopt_numba as mxo
+from mxopt_numba.sparse import row_sparse_array
+
+SHAPE = (37, 5)
+
+#: optimizers whose row_sparse gradients update only the listed rows
+LAZY = [
+    ("sgd", {"lazy_update": True, "momentum": 0.9, "wd": 0.05, "clip_gradient": 0.8}),
+    ("sgd", {"lazy_update": True}),
+    ("adam", {"lazy_update": True, "wd": 0.01}),
+    ("adagrad", {}),
+    ("groupadagrad", {}),
+    ("ftrl", {"wd": 0.01}),
+]
+#: standard updates: identical to a dense gradient with zero rows
+STANDARD = [
+    ("sgd", {"momentum": 0.9, "wd": 0.05}),
+    ("sgd", {"lazy_update": False, "wd": 0.05}),
+    ("adam", {"wd": 0.01}),
+    ("rmsprop", {"centered": True}),
+    ("nag", {}),
+    ("adamw", {}),
+    ("lamb", {}),
+]
+
+
+def _params(table):
+    return [pytest.param(name, kw, id="%s-%s" % (name, "-".join("%s=%s" % i for i in sorted(kw.items())) or "default"))
+            for name, kw in table]
+
+
+def _need(name):
+    if name not in mxo.optimizer.Optimizer.opt_registry:
+        pytest.skip("%s is not available" % name)
+
+
+def _grads(rng, steps, rows_per_step, dtype=np.float32):
+    out = []
+    for step in range(steps):
+        n = rows_per_step[step % len(rows_per_step)]
+        rows = np.sort(rng.choice(SHAPE[0], size=n, replace=False))
+        out.append(row_sparse_array((rng.standard_normal((n, SHAPE[1])).astype(dtype), rows), shape=SHAPE))
+    return out
+
+
+@pytest.mark.parametrize("name, kwargs", _params(LAZY))
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "step"])
+def test_lazy_update_touches_only_the_listed_rows(name, kwargs, fused):
+    """Reference: the dense update applied to the listed rows alone (weights and states)."""
+    _need(name)
+    rng = np.random.default_rng(1)
+    weight = rng.standard_normal(SHAPE).astype(np.float32)
+    opt = mxo.optimizer.create(name, use_fused_step=fused, **kwargs)
+    ref_opt = mxo.optimizer.create(name, **{k: v for k, v in kwargs.items() if k != "lazy_update"})
+    state = opt.create_state_multi_precision(0, weight)
+    ref_w = weight.copy()
+    ref_states = {}
+    for step, grad in enumerate(_grads(rng, 4, [5, 0, 37, 3])):
+        before = weight.copy()
+        opt.update(0, weight, grad, state)
+        untouched = np.setdiff1d(np.arange(SHAPE[0]), grad.indices)
+        np.testing.assert_array_equal(weight[untouched], before[untouched])
+        for r, row in zip(grad.indices, grad.data):
+            # each row is its own one-row tensor for the reference optimizer
+            sub = ref_w[r:r + 1].copy()
+            if r not in ref_states:
+                ref_states[r] = ref_opt.create_state_multi_precision("row%d" % r, sub)
+            ref_opt._index_update_count["row%d" % r] = opt._index_update_count[0] - 1
+            ref_opt.update("row%d" % r, sub, row[None].copy(), ref_states[r])
+            ref_w[r] = sub[0]
+        np.testing.assert_allclose(weight, ref_w, rtol=2e-6, atol=1e-7, err_msg="step %d" % step)
+    assert opt.num_update == 4
+
+
+@pytest.mark.parametrize("name, kwargs", _params(STANDARD))
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "step"])
+def test_standard_update_equals_dense_gradient_with_zero_rows(name, kwargs, fused):
+    _need(name)
+    rng = np.random.default_rng(2)
+    w_sparse = rng.standard_normal(SHAPE).astype(np.float32)
+    w_dense = w_sparse.copy()
+    a = mxo.optimizer.create(name, use_fused_step=fused, **kwargs)
+    b = mxo.optimizer.create(name, use_fused_step=fused, **kwargs)
+    sa, sb = a.create_state_multi_precision(0, w_sparse), b.create_state_multi_precision(0, w_dense)
+    for grad in _grads(rng, 4, [4, 0, 37]):
+        a.update(0, w_sparse, grad, sa)
+        b.update(0, w_dense, grad.todense(), sb)
+        np.testing.assert_array_equal(w_sparse, w_dense)
+
+
+@pytest.mark.parametrize("name, kwargs", _params([LAZY[0], LAZY[2]]))
+def test_lazy_multi_precision_float16(name, kwargs):
+    _need(name)
+    rng = np.random.default_rng(3)
+    w16 = rng.standard_normal(SHAPE).astype(np.float16)
+    w32 = w16.astype(np.float32)
+    o16 = mxo.optimizer.create(name, multi_precision=True, **kwargs)
+    o32 = mxo.optimizer.create(name, **kwargs)
+    s16, s32 = o16.create_state_multi_precision(0, w16), o32.create_state_multi_precision(0, w32)
+    for grad in _grads(rng, 3, [6, 11]):
+        g16 = row_sparse_array((grad.data.astype(np.float16), grad.indices), shape=SHAPE)
+        g32 = row_sparse_array((g16.data.astype(np.float32), grad.indices), shape=SHAPE)
+        o16.update(0, w16, g16, s16)
+        o32.update(0, w32, g32, s32)
+        np.testing.assert_array_equal(s16[0], w32)
+        np.testing.assert_array_equal(w16, s16[0].astype(np.float16))
+
+
+def test_a_chunk_may_mix_dense_and_sparse_gradients():
+    rng = np.random.default_rng(4)
+    ws = [rng.standard_normal(SHAPE).astype(np.float32) for _ in range(3)]
+    ref = [w.copy() for w in ws]
+    grads = _grads(rng, 1, [7])[0], rng.standard_normal(SHAPE).astype(np.float32), _grads(rng, 1, [2])[0]
+    opt = mxo.optimizer.create("sgd", lazy_update=True, momentum=0.5, aggregate_num=np.inf)
+    mxo.optimizer.get_updater(opt)([0, 1, 2], list(grads), ws)
+    single = mxo.optimizer.create("sgd", lazy_update=True, momentum=0.5)
+    u = mxo.optimizer.get_updater(single)
+    for i, g in enumerate(grads):
+        u(i, g, ref[i])
+    for x, r in zip(ws, ref):
+        np.testing.assert_array_equal(x, r)
+    assert opt._index_update_count[1] == 1
+
+
+@pytest.mark.parametrize("data, indices, shape, match", [
+    (np.ones((2, 3)), [3, 1], (5, 3), "sorted"),
+    (np.ones((2, 3)), [1, 1], (5, 3), "unique"),
+    (np.ones((2, 3)), [1, 5], (5, 3), r"\[0, 5\)"),
+    (np.ones((2, 3)), [-1, 2], (5, 3), r"\[0, 5\)"),
+    (np.ones((2, 4)), [1, 2], (5, 3), "data has shape"),
+    (np.ones((3, 3)), [1, 2], (5, 3), "data has shape"),
+    (np.ones((2, 3)), [[1, 2]], (5, 3), "1-D"),
+], ids=["unsorted", "duplicate", "too-large", "negative", "wrong-width", "wrong-count", "2-d-indices"])
+def test_row_sparse_array_validation(data, indices, shape, match):
+    with pytest.raises(ValueError, match=match):
+        row_sparse_array((data, indices), shape=shape)
+
+
+def test_row_sparse_array_basics():
+    g = row_sparse_array((np.arange(6.0).reshape(2, 3), [0, 3]), shape=(4, 3))
+    assert g.stype == "row_sparse" and g.shape == (4, 3)
+    dense = g.todense()
+    np.testing.assert_array_equal(dense[[1, 2]], 0)
+    np.testing.assert_array_equal(dense[3], [3, 4, 5])
+    empty = row_sparse_array((np.zeros((0, 3)), []), shape=(4, 3))
+    assert not empty.todense().any()
+
+
+def test_sparse_gradient_shape_must_match_the_weight():
+    g = row_sparse_array((np.ones((1, 3), np.float32), [0]), shape=(4, 3))
+    with pytest.raises(ValueError, match="does not match"):
+        mxo.optimizer.create("sgd", lazy_update=True).update(0, np.zeros((5, 3), np.float32), g, None)
