@@ -1,0 +1,48 @@
+"""Nesterov accelerated gradient (MXNet 2.0.0b1 rule), with momentum.
+
+    g' = clip(rescale * g) + wd * w          (w: the weight before this step)
+    m  <- momentum * m - lr * g'
+    w  <- w + momentum * m - lr * g'
+
+Without momentum NAG is plain SGD: the optimizer launches ``sgd.multi_sgd_update_cpu``.
+"""
+from numba import prange
+
+from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+
+
+# --------------------------------------------------------------------------- scalar rules
+
+@scalar_rule
+def nag_mom_step(w, g, m, lr, wd, momentum, rescale, clip):
+    gw = coupled_grad(w, g, wd, rescale, clip)
+    m = momentum * m - lr * gw
+    return w + (momentum * m - lr * gw), m
+
+
+# --------------------------------------------------------------------------- CPU kernels
+# Table columns: 0 weight, 1 gradient, 2 fp32 master (multi-precision only), 3 momentum.
+
+@cpu_kernel
+def multi_nag_mom_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                             momentum, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(n):
+                new_w, new_m = nag_mom_step(load(w, i), load(g, i), load(m, i), lr, wd, momentum,
+                                            rescale, clip)
+                store(m, i, new_m)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(n):
+                new_w, new_m = nag_mom_step(w32[i], load(g, i), load(m, i), lr, wd, momentum,
+                                            rescale, clip)
+                store(m, i, new_m)
+                w32[i] = new_w
+                store(w, i, new_w)

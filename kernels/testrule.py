@@ -1,0 +1,39 @@
+"""The ``Test`` optimizer's rule (MXNet 2.0.0b1): plain SGD that never clips.
+
+    w <- w - lr * (rescale * g + wd * w)
+
+Its state (an unused float32 array) is neither read nor written.
+"""
+from numba import prange
+
+from ._common import cpu_kernel, load, scalar_rule, store, view
+
+
+# --------------------------------------------------------------------------- scalar rules
+
+@scalar_rule
+def testrule_step(w, g, lr, wd, rescale):
+    return w - lr * (rescale * g + wd * w)
+
+
+# --------------------------------------------------------------------------- CPU kernels
+# Table columns: 0 weight, 1 gradient, 2 fp32 master (multi-precision only), 3 the unused
+# state.  ``clip`` is part of the common signature only: this rule never clips.
+
+@cpu_kernel
+def multi_testrule_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                               rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(n):
+                store(w, i, testrule_step(load(w, i), load(g, i), lr, wd, rescale))
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(n):
+                new_w = testrule_step(w32[i], load(g, i), lr, wd, rescale)
+                w32[i] = new_w
+                store(w, i, new_w)
