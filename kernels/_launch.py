@@ -3,6 +3,8 @@
 A *format* is a zero-length array whose dtype tells a kernel how to read and write one
 column of the address table (see ``_common``); kernels specialise on it at compile time.
 """
+import os
+
 import numpy as np
 
 #: elements per block: large enough to amortise the per-block setup, small enough that
@@ -65,8 +67,23 @@ def block_table(sizes, block=BLOCK):
     return np.ascontiguousarray(np.stack([tensor, start, length], axis=1))
 
 
+_forked_child = False
+
+
+def _after_fork_in_child():
+    # GNU OpenMP (Numba's default threading layer here) aborts a forked child that enters
+    # a parallel region its parent had started; the child runs single-threaded twins.
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def run(kernel, n_elements, *args):
-    """Call ``kernel(*args)``; small launches use its single-threaded twin."""
-    if n_elements < SERIAL_BELOW:
+    """Call ``kernel(*args)``; small launches (and forked children) use its
+    single-threaded twin."""
+    if n_elements < SERIAL_BELOW or _forked_child:
         return kernel.serial(*args)
     return kernel(*args)
