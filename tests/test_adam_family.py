@@ -162,13 +162,15 @@ def nadam_run(n_tensors, fused, steps=6, aggregate_num=np.inf, seed=3):
     w0 = rng.standard_normal((9, 4))
     g0 = [rng.standard_normal((9, 4)) for _ in range(steps)]
     other = np.random.default_rng(seed + 1)
-    ws = [w0.astype(np.float32)] + [other.standard_normal(5 + k).astype(np.float32) for k in range(n_tensors - 1)]
+    ws = [w0.astype(np.float32)]
+    ws += [other.standard_normal(5 + k).astype(np.float32) for k in range(n_tensors - 1)]
     opt = mxo.optimizer.create("nadam", use_fused_step=fused, learning_rate=0.01, wd=0.01)
     opt.aggregate_num = aggregate_num
     updater = mxo.optimizer.get_updater(opt)
     trajectory = []
     for t in range(steps):
-        grads = [g0[t].astype(np.float32)] + [other.standard_normal(w.shape).astype(np.float32) for w in ws[1:]]
+        grads = [g0[t].astype(np.float32)]
+        grads += [other.standard_normal(w.shape).astype(np.float32) for w in ws[1:]]
         updater(list(range(n_tensors)), grads, ws)
         trajectory.append(ws[0].copy())
     return trajectory, opt

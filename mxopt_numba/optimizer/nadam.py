@@ -89,18 +89,14 @@ class Nadam(Optimizer):
 
     def _coefs(self, indices):
         """Per-tensor ``(1 - M_t, 1 - M_t * mu_t+1, 1 - beta2^t, 1 - mu_t, mu_t+1)``."""
-        counts = self._index_counts(indices).tolist()
-        rows, cache = [], {}
-        for t in counts:
-            row = cache.get(t)
-            if row is None:
-                mu, mu_next = self._mu(t), self._mu(t + 1)
-                m_schedule = self._m_schedule(t)
-                row = (1.0 - m_schedule, 1.0 - m_schedule * mu_next, 1.0 - pow(self.beta2, t),
-                       1.0 - mu, mu_next)
-                cache[t] = row
-            rows.append(row)
-        return np.array(rows, dtype=np.float64).reshape(len(counts), 5)
+        counts, which = np.unique(self._index_counts(indices), return_inverse=True)
+        table = np.empty((counts.size, 5))
+        for k, t in enumerate(counts.tolist()):
+            mu, mu_next = self._mu(t), self._mu(t + 1)
+            m_schedule = self._m_schedule(t)
+            table[k] = (1.0 - m_schedule, 1.0 - m_schedule * mu_next, 1.0 - pow(self.beta2, t),
+                        1.0 - mu, mu_next)
+        return table[which.reshape(-1)]
 
     # ------------------------------------------------------------------ update
     def step(self, indices, weights, grads, states):
