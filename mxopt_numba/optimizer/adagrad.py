@@ -59,10 +59,13 @@ class AdaGrad(Optimizer):
     match); here float64 runs end to end in float64 and float16/bfloat16 weights without
     a master copy are computed in float32 against the float32 history and rounded once.
 
-    Row-sparse gradients are made dense: rows without gradient keep their weight and
-    history when ``wd`` is 0, which is what MXNet's row-wise kernel does.  MXNet's dense
-    path always runs its NumPy-style ``step`` and so clips with ``clip_gradient=0``
-    (every gradient becomes 0); here ``clip_gradient`` None or <= 0 means no clipping.
+    Row-sparse gradients: with ``wd`` 0 only the listed rows are updated (MXNet's
+    row-wise kernel; the other rows would not move anyway, so this is also the dense
+    result, at a cost proportional to the listed rows).  With ``wd`` != 0 (where MXNet's
+    kernel refuses to run) the gradient counts as dense with zero rows, as in MXNet's
+    ``step``.  MXNet's dense path always runs its NumPy-style ``step`` and so clips with
+    ``clip_gradient=0`` (every gradient becomes 0); here ``clip_gradient`` None or <= 0
+    means no clipping.
 
     Parameters
     ----------
@@ -84,6 +87,10 @@ class AdaGrad(Optimizer):
 
     def create_state(self, index, weight):
         return np.zeros(weight.shape, dtype=state_dtype(weight))
+
+    def sparse_updates_rows(self):
+        # without weight decay a row with no gradient keeps its weight and history
+        return self.wd == 0.0
 
     def step(self, indices, weights, grads, states):
         for lr, wd, weight, grad, history in zip(self._lr_array(indices), self._wd_array(indices),

@@ -23,7 +23,9 @@ class Ftrl(Optimizer):
     is recomputed from ``(z, n)`` at each step, including elements whose gradient is 0
     (so a first step sets them to 0).  The rule is the same in MXNet 1.x and 2.x; 2.x
     (and this class) pass ``learning_rate`` to the base class, so an explicit learning
-    rate overwrites an attached scheduler's ``base_lr``.
+    rate overwrites an attached scheduler's ``base_lr``.  The rule divides by the
+    learning rate, so a learning rate of 0 (``lr_mult`` 0 included) does not freeze a
+    parameter: it gives inf/NaN in ``z`` and 0 or NaN weights, as in MXNet.
 
     The state ``(z, n)`` is float32 whatever the weight's dtype, as in MXNet, except for
     float64 weights, which keep float64 states.  MXNet itself fails for float64 weights

@@ -33,8 +33,9 @@ class GroupAdaGrad(Optimizer):
     float64 runs end to end in float64 and float16/bfloat16 weights without a master
     copy are computed in float32 and rounded once.
 
-    Row-sparse gradients are made dense: rows without gradient keep their weight and
-    history, which is what MXNet's row-wise kernel does.  ``clip_gradient`` None or <= 0
+    Row-sparse gradients update only the listed rows (MXNet's row-wise kernel; the
+    other rows would not move anyway), at a cost proportional to the listed rows.
+    ``clip_gradient`` None or <= 0
     means no clipping (MXNet's dense path clips every gradient to 0 with
     ``clip_gradient=0``).
 
@@ -48,6 +49,7 @@ class GroupAdaGrad(Optimizer):
     """
 
     fused_by_default = True
+    sparse_rows_only = True
 
     def __init__(self, learning_rate=DefaultValue(0.01), epsilon=1e-6, use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
