@@ -1,0 +1,155 @@
+"""LARS: SGD with a layer-wise trust ratio; also home of ``launch_sums``, the phase-1
+launcher the layer-wise optimizers (LARS, LAMB, LANS, LBSGD) share."""
+import numpy as np
+
+from ..kernels import _launch as launch
+from ..kernels import norms as norm_kernels
+from ..kernels import sgd as sgd_kernels
+from .optimizer import DefaultValue, Optimizer, _real, register
+
+__all__ = ["LARS"]
+
+#: names ending like this keep their learning rate (MXNet's rule)
+_NO_TRUST_SUFFIXES = ("gamma", "beta", "bias")
+
+
+def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None):
+    """Run a reduction kernel over the chunk (one call per storage layout, usually one) and
+    return its per-tensor float64 sums as an array with one row per tensor.
+
+    Same arguments and casts as :meth:`Optimizer._launch`; the kernel returns the sums of
+    its own tensors, which land in their rows here.
+    """
+    plan = opt._active
+    if plan is None or plan.indices is not indices:
+        plan = opt._plan(indices, weights, grads, states)
+    n = len(weights)
+    lrs = np.asarray(lrs, dtype=np.float64)
+    wds = np.asarray(wds, dtype=np.float64)
+    coefs = np.zeros((n, 1)) if coefs is None else np.asarray(coefs, dtype=np.float64)
+    if coefs.ndim == 1:
+        coefs = coefs[:, None]
+    out = None
+    for group in plan.groups:
+        ct = group.compute
+        rows = slice(None) if group.positions is None else group.positions
+        sums = launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
+                          lrs[rows].astype(ct), wds[rows].astype(ct),
+                          np.ascontiguousarray(coefs[rows], dtype=ct),
+                          group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
+                          *[ct(s) for s in scalars])
+        if out is None:
+            out = np.zeros((n, sums.shape[1]), dtype=np.float64)
+        out[rows] = sums
+    return np.zeros((n, 2), dtype=np.float64) if out is None else out
+
+
+def trust_ratios(r1, r2):
+    """``r1 / r2`` where both are non-zero, else 1 (MXNet's LAMB/LANS kernels; NaN stays NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((r1 != 0) & (r2 != 0), r1 / r2, 1.0)
+
+
+@register
+class LARS(Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You et al., 2017) on top of SGD, MXNet 2.x rule::
+
+        for each tensor whose name (param_idx2name, else str(index)) does not end
+        in 'gamma', 'beta' or 'bias':
+            ratio = eta * ||w|| / (||rescale_grad * g|| + wd * ||w|| + epsilon)
+                    if ||w|| > 0 and ||rescale_grad * g|| > 0, else 1
+            lr    = lr * ratio
+        g' = clip(rescale_grad * g) + wd * w
+        momentum == 0:   w <- w - lr * g'
+        momentum  > 0:   m <- momentum * m - lr * g';  w <- w + m
+
+    The norms use the rescaled gradient before clipping (and the fp32 master copy under
+    multi-precision); the momentum buffer holds ``-lr * g'`` sums, as in MXNet's SGD.
+
+    Differences from MXNet: ``clip_gradient=0`` means no clipping, like every other
+    optimizer here (MXNet's LARS passes 0 to its kernel, which zeroes the gradient); any
+    number of tensors per launch (MXNet's aggregated kernels crash above 60); under
+    multi-precision the norm of ``w`` comes from the fp32 master (MXNet reads the fp16
+    weight).  Note that names are only known through ``param_idx2name``: without it, every
+    tensor, bias included, gets the trust ratio (as in MXNet under gluon).
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.1
+    momentum : float, default 0.0
+    eta : float, default 0.001
+        LARS coefficient.
+    epsilon : float, default 1e-8
+    lazy_update : bool, default False
+        Kept for MXNet compatibility (row-sparse gradients are updated like dense ones).
+    use_fused_step : bool, default True
+    aggregate_num : int, default 1
+    **kwargs : see :class:`Optimizer`.
+    """
+
+    fused_by_default = True
+
+    def __init__(self, learning_rate=DefaultValue(0.1), momentum=0.0, eta=0.001, epsilon=1e-8,
+                 lazy_update=False, use_fused_step=True, aggregate_num=1, **kwargs):
+        super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step,
+                         aggregate_num=aggregate_num, **kwargs)
+        self.momentum = _non_negative("momentum", momentum)
+        self.eta = _non_negative("eta", eta)
+        self.epsilon = _non_negative("epsilon", epsilon)
+        self.lazy_update = bool(lazy_update)
+
+    def create_state(self, index, weight):
+        if self.momentum == 0.0:
+            return None
+        return np.zeros(weight.shape, dtype=weight.dtype)
+
+    # ------------------------------------------------------------------ trust ratio
+    def _uses_trust(self, indices):
+        """True for each tensor whose name does not end in gamma, beta or bias."""
+        names = self.idx2name
+        return np.fromiter((not (names[i] if i in names else str(i)).endswith(_NO_TRUST_SUFFIXES)
+                            for i in indices), dtype=bool, count=len(indices))
+
+    def _ratios(self, use, w_norm, g_norm, wds):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = self.eta * w_norm / (g_norm + wds * w_norm + self.epsilon)
+        return np.where(use & (w_norm > 0) & (g_norm > 0), ratio, 1.0)
+
+    # ------------------------------------------------------------------ update paths
+    def step(self, indices, weights, grads, states):
+        use = self._uses_trust(indices)
+        lrs, wds = self._lr_array(indices).tolist(), self._wd_array(indices).tolist()
+        for k, (weight, grad, mom) in enumerate(zip(weights, grads, states)):
+            lr, wd = lrs[k], wds[k]
+            if use[k]:
+                w_norm = np.linalg.norm(weight)
+                g_norm = np.linalg.norm(grad * self.rescale_grad)
+                lr = lr * float(self._ratios(True, w_norm, g_norm, wd))
+            g = self._coupled(grad, weight, wd)
+            if mom is None:
+                weight -= lr * g
+            else:
+                mom *= self.momentum
+                mom -= lr * g
+                weight += mom
+
+    def fused_step(self, indices, weights, grads, states):
+        lrs, wds = self._lr_array(indices), self._wd_array(indices)
+        use = self._uses_trust(indices)
+        if use.any():
+            sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
+                               lrs, wds, (abs(self.rescale_grad),))
+            lrs = lrs * self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
+        if self.momentum == 0.0:
+            self._launch(sgd_kernels.multi_sgd_update_cpu, indices, weights, grads, states, lrs, wds,
+                         (self.rescale_grad, self._clip_bound()))
+        else:
+            self._launch(sgd_kernels.multi_sgd_mom_update_cpu, indices, weights, grads, states, lrs,
+                         wds, (self.momentum, self.rescale_grad, self._clip_bound()))
+
+
+def _non_negative(name, value):
+    value = _real(name, value)
+    if not value >= 0.0:
+        raise ValueError("%s must be >= 0, got %r" % (name, value))
+    return value
