@@ -141,7 +141,7 @@ def test_sign_of_zero_is_zero_and_nan_stays_nan(fused, momentum):
     assert w[3] == np.float32(2.9)
 
 
-def test_signum_float16_mp_and_plain_agree_with_float32_run(rng):
+def test_signum_float16_master_follows_the_float32_run_exactly(rng):
     """Sign rules amplify rounding: the fp16 paths must follow the float32 kernel on the
     same (rounded) inputs exactly, not approximately."""
     w0, grads = signed_data(rng)
