@@ -17,7 +17,8 @@ import math
 
 import numpy as np
 
-__all__ = ["PRESETS", "shapes", "named_shapes", "resnet50", "bert_base", "make_arrays", "summary"]
+__all__ = ["PRESETS", "shapes", "named_shapes", "resnet50", "bert_base", "resnet50_shapes",
+           "bert_base_shapes", "make_arrays", "summary"]
 
 
 def resnet50(num_classes=1000):
@@ -57,6 +58,16 @@ def bert_base(vocab=30522, hidden=768, layers=12, ffn=3072, max_len=512, type_vo
                 (p + "ffn_ln_gamma", (h,)), (p + "ffn_ln_beta", (h,))]
     out += [("pooler_weight", (h, h)), ("pooler_bias", (h,))]
     return out
+
+
+def resnet50_shapes():
+    """The 161 shapes of :func:`resnet50` (25,557,032 elements)."""
+    return [shape for _, shape in resnet50()]
+
+
+def bert_base_shapes():
+    """The 199 shapes of :func:`bert_base` (109,482,240 elements)."""
+    return [shape for _, shape in bert_base()]
 
 
 def _one16m():

@@ -1,0 +1,201 @@
+"""``python -m mxopt_numba train`` / ``bench``, their option parsing and the workloads."""
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import mxopt_numba as mxo
+from mxopt_numba import __main__ as cli
+from mxopt_numba import cli_bench, cli_train, workloads
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_module(*args, timeout=120):
+    env = dict(os.environ)
+    env.setdefault("OMP_WAIT_POLICY", "passive")
+    return subprocess.run([sys.executable, "-m", "mxopt_numba", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+# ---------------------------------------------------------------------- train
+
+def test_train_one_epoch_subprocess(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    out = run_module("train", "--epochs", "1", "--plot", str(png))
+    assert out.returncode == 0, out.stderr
+    acc = re.search(r"^test accuracy: ([0-9.]+)", out.stdout, flags=re.M)
+    assert acc, out.stdout
+    assert float(acc.group(1)) > 0.8
+    assert png.read_bytes()[:8] == PNG
+
+
+def test_train_mixed_precision_with_scheduler(capsys):
+    pytest.importorskip("sklearn")
+    rc = cli.main(["train", "--epochs", "2", "--dtype", "bfloat16", "--multi-precision",
+                   "--lr-scheduler", "cosine", "--no-progress", "--hidden", "32,16", "--seed", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "multi_precision=True" in out and "cosine schedule" in out
+    assert "MLP 64-32-16-10" in out
+    assert float(re.search(r"test accuracy: ([0-9.]+)", out).group(1)) > 0.5
+
+
+def test_train_bad_options(capsys):
+    pytest.importorskip("sklearn")
+    assert cli.main(["train", "--optimizer-params", "momentum"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert cli.main(["train", "--optimizer", "no_such_opt", "--epochs", "1"]) == 2
+    assert "cannot find optimizer" in capsys.readouterr().err
+    assert cli.main(["train", "--lr-scheduler-params", "factor=0.5"]) == 2
+    assert cli.main(["train", "--epochs", "0"]) == 2
+
+
+def test_no_command_prints_help(capsys):
+    assert cli.main([]) == 2
+    assert "train" in capsys.readouterr().out
+
+
+def test_parse_kv():
+    assert cli_train.parse_kv("momentum=0.9, wd=1e-4,lazy_update=false,clip_gradient=None") == {
+        "momentum": 0.9, "wd": 1e-4, "lazy_update": False, "clip_gradient": None}
+    assert cli_train.parse_kv("step=[10, 20],factor=0.1,mode=linear,n=inf") == {
+        "step": [10, 20], "factor": 0.1, "mode": "linear", "n": math.inf}
+    assert cli_train.parse_kv(None) == {} and cli_train.parse_kv("  ") == {}
+    with pytest.raises(ValueError, match="twice"):
+        cli_train.parse_kv("a=1,a=2")
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        cli_train.parse_kv("=3")
+
+
+def test_make_scheduler_defaults_and_overrides():
+    s = cli_train.make_scheduler("multifactor", 0.1, 100)
+    assert s.step == [50, 75] and s.factor == 0.1
+    s = cli_train.make_scheduler("factor", 0.2, 100, {"factor": 0.7, "warmup_steps": 5})
+    assert s.step == 25 and s.factor == 0.7 and s.warmup_steps == 5 and s.base_lr == 0.2
+    s = cli_train.make_scheduler("cosine", 0.3, 40)
+    assert s.max_update == 40 and s(40) == pytest.approx(0.0)
+    assert cli_train.make_scheduler("poly", 1.0, 10).pwr == 2
+    assert cli_train.make_scheduler("none", 1.0, 10) is None
+    assert cli_train.make_scheduler("multifactor", 0.1, 1).step == [1, 2]
+
+
+def test_mlp_gradients_match_finite_differences():
+    mxo.random.seed(0)
+    model = cli_train.MLP([5, 4, 3], np.dtype(np.float64), mxo.initializer.Xavier())
+    rng = np.random.default_rng(0)
+    for p in model.params.values():      # nonzero biases, so every path is exercised
+        p.data[...] = rng.standard_normal(p.shape) * 0.5
+    x = rng.standard_normal((6, 5))
+    y = rng.integers(0, 3, 6)
+
+    def loss():
+        z = model.logits(x)
+        z = z - z.max(axis=1, keepdims=True)
+        return float(np.sum(np.log(np.exp(z).sum(axis=1)) - z[np.arange(6), y]))
+
+    model.forward_backward(x, y)
+    for p in model.params.values():
+        grad = p._grad.copy()
+        flat = p.data.reshape(-1)
+        for i in range(0, flat.size, 3):
+            old = flat[i]
+            flat[i] = old + 1e-6
+            up = loss()
+            flat[i] = old - 1e-6
+            down = loss()
+            flat[i] = old
+            assert grad.reshape(-1)[i] == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-7)
+
+
+# ---------------------------------------------------------------------- bench
+
+def test_bench_tiny_preset_subprocess(tmp_path):
+    pytest.importorskip("matplotlib")
+    out_json, png = tmp_path / "bench.json", tmp_path / "bench.png"
+    out = run_module("bench", "--preset", "tiny", "--optimizer", "sgd", "--dtype", "float32",
+                     "--dtype", "float16-mp", "--repeats", "2", "--min-time", "0.002", "--warmup", "1",
+                     "--json", str(out_json), "--plot", str(png))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"^sgd +float16-mp +tiny ", out.stdout, flags=re.M), out.stdout
+    data = json.loads(out_json.read_text())
+    rows = data["results"]
+    assert [(r["dtype"], r["status"]) for r in rows] == [("float32", "ok"), ("float16-mp", "ok")]
+    for r in rows:
+        assert r["tensors"] == 4 and r["elements"] == 1395
+        assert r["step_ms"] > 0 and r["copy_ms"] > 0 and r["ratio"] > 0
+    # momentum 0.9: float32 w rw + g r + m rw = 20 B; float16 MP: 2*2 + 2 + 4*2 + 4*2 = 22 B
+    assert rows[0]["bytes_per_element"] == 20 and rows[1]["bytes_per_element"] == 22
+    assert png.read_bytes()[:8] == PNG
+
+
+def test_bench_vs_torch_without_torch(capsys):
+    if cli_bench.torch_available():
+        pytest.skip("torch is installed")
+    rc = cli.main(["bench", "--preset", "tiny", "--optimizer", "sgd", "--dtype", "float32",
+                   "--repeats", "1", "--min-time", "0.001", "--vs", "torch"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "torch is not installed" in out
+
+
+def test_bench_list_and_unknown(capsys):
+    assert cli.main(["bench", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "sgd" in out and "ccsgd" not in out and "bert-base" in out
+    assert cli.main(["bench", "--optimizer", "nosuch"]) == 2
+
+
+def test_bench_unsupported_cell_is_reported_not_fatal():
+    class Args:
+        repeats, min_time, warmup, vs = 1, 0.001, 1, None
+    r = cli_bench.bench_cell("sgd", "tiny", "float32", Args, {"momentum": -1.0})
+    assert r["status"] == "unsupported" and "momentum" in r["message"]
+    assert "unsupported" in cli_bench.format_row(r)
+
+
+def test_copy_kernel_touches_every_stream():
+    pattern = [(2, 100, "rw"), (2, 100, "r"), (4, 100, "rw"), (4, 7, "rw")]
+    kernel = cli_bench.copy_kernel(pattern, parallel=False)
+    bufs = cli_bench.copy_buffers(pattern)
+    before = [b.copy() for b in bufs]
+    kernel(*bufs)
+    assert np.array_equal(bufs[1], before[1])                 # read-only
+    for k in (0, 2, 3):
+        assert not np.array_equal(bufs[k], before[k])          # written
+    assert cli_bench.pattern_bytes(pattern) == 2 * 200 + 200 + 2 * 400 + 2 * 28
+
+
+def test_access_pattern_counts_master_and_states():
+    w = [np.zeros(10, np.float16), np.zeros(3, np.float16)]
+    g = [np.zeros(10, np.float16), np.zeros(3, np.float16)]
+    states = [(np.zeros(10, np.float32), (np.zeros(10, np.float32), np.zeros(10, np.float32))),
+              (np.zeros(3, np.float32), (np.zeros(3, np.float32), np.zeros(3, np.float32)))]
+    pattern = cli_bench.access_pattern(w, g, states)
+    assert sorted(pattern) == sorted([(2, 13, "rw"), (2, 13, "r"), (4, 13, "rw"), (4, 13, "rw"),
+                                      (4, 13, "rw")])
+    assert cli_bench.pattern_bytes(pattern) == 13 * (4 + 2 + 24)
+
+
+# ---------------------------------------------------------------------- workloads
+
+def test_workload_presets():
+    assert workloads.summary("resnet50") == (161, 25_557_032)
+    assert workloads.summary("bert-base") == (199, 109_482_240)
+    assert workloads.summary("one16m") == (1, 1 << 24)
+    assert workloads.summary("small2000x512") == (2000, 2000 * 512)
+    names = [n for n, _ in workloads.resnet50()]
+    assert len(set(names)) == len(names)
+    assert sum(n.endswith(("_gamma", "_beta")) for n in names) == 106
+    assert len(workloads.bert_base_shapes()) == 199
+    with pytest.raises(ValueError, match="unknown workload"):
+        workloads.shapes("resnet")
+    w, g = workloads.make_arrays("tiny", np.float16)
+    assert [a.shape for a in w] == workloads.shapes("tiny") and g[0].dtype == np.float16
