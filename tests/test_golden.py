@@ -52,15 +52,17 @@ def _check_sgld(case, arrays, legacy):
     """SGLD adds Gaussian noise: compare the update distributions, not the values."""
     n = len(case["shapes"])
     prev = [arrays["w0_%d" % i].astype(np.float64) for i in range(n)]
-    ours, theirs, grads = [], [], []
+    ours, theirs, grads, olds = [], [], [], []
     for t, weights, _ in run_case(case, arrays, legacy):
         for i, w in enumerate(weights):
             ours.append(w.astype(np.float64).ravel() - prev[i].ravel())
             theirs.append((arrays["w%d_%d" % (t, i)].astype(np.float64) - arrays["w%d_%d" % (t - 1, i)]).ravel())
             grads.append(arrays["g%d_%d" % (t, i)].astype(np.float64).ravel())
+            olds.append(arrays["w%d_%d" % (t - 1, i)].astype(np.float64).ravel())
             prev[i] = w.astype(np.float64)
-    uo, ut, g = np.concatenate(ours), np.concatenate(theirs), np.concatenate(grads)
+    uo, ut, g, w = (np.concatenate(x) for x in (ours, theirs, grads, olds))
     m, d = uo.size, uo - ut
     assert abs(d.mean()) / (d.std() / math.sqrt(m)) <= 5, "noise mean differs"
     assert abs(np.corrcoef(d, g)[0, 1]) * math.sqrt(m) <= 5, "difference correlates with the gradient"
+    assert abs(np.corrcoef(d, w)[0, 1]) * math.sqrt(m) <= 5, "difference correlates with the weight"
     assert abs(math.log(uo.var() / ut.var())) / math.sqrt(4.0 / m) <= 5, "update variance differs"

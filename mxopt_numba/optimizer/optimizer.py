@@ -671,12 +671,16 @@ class Optimizer:
             group.ptrs[:, 1] = [launch.address(checked[k]) for k in members]
         self._remember_grads(plan, grads, checked)
 
-    def _launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None):
+    def _launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
+                n_states=None):
         """Apply ``kernel`` to every tensor, one call per storage layout (usually one).
 
         ``lrs``, ``wds`` (and the rows of the 2-D ``coefs``) hold one value per tensor;
-        ``scalars`` are the rule's hyperparameters in the kernel's order.  Everything is
-        cast to the compute dtype here, so no Python float reaches a kernel.
+        ``scalars`` are the rule's hyperparameters in the kernel's order (numbers, or
+        arrays such as noise).  Everything is cast to the compute dtype here, so no Python
+        float reaches a kernel.  ``n_states``: the state arrays the kernel reads per tensor;
+        a state of another layout (say, momentum switched on after the states were made)
+        is an error rather than a read through a missing address.
         """
         plan = self._active
         if plan is None or plan.indices is not indices:
@@ -687,6 +691,10 @@ class Optimizer:
         if coefs.ndim == 1:
             coefs = coefs[:, None]
         for group in plan.groups:
+            if n_states is not None and group.ptrs.shape[1] - 3 != n_states:
+                raise ValueError("%s expects %d state array(s) per weight, the given states hold %d; "
+                                 "were the states created with other hyperparameters?"
+                                 % (type(self).__name__, n_states, group.ptrs.shape[1] - 3))
             ct = group.compute
             if group.positions is None:
                 glrs, gwds, gcoefs = lrs, wds, coefs
@@ -695,7 +703,8 @@ class Optimizer:
             launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
                        glrs.astype(ct), gwds.astype(ct), np.ascontiguousarray(gcoefs, dtype=ct),
                        group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
-                       *[ct(s) for s in scalars])
+                       *[np.ascontiguousarray(s, dtype=ct) if isinstance(s, np.ndarray) else ct(s)
+                         for s in scalars])
 
     # ------------------------------------------------------------------ NumPy helpers for step()
     def _rescaled(self, grad):

@@ -66,10 +66,10 @@ class SGD(Optimizer):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
         if self.momentum == 0.0:
             self._launch(kernels.multi_sgd_update_cpu, indices, weights, grads, states, lrs, wds,
-                         (self.rescale_grad, self._clip_bound()))
+                         (self.rescale_grad, self._clip_bound()), n_states=0)
         else:
             self._launch(kernels.multi_sgd_mom_update_cpu, indices, weights, grads, states, lrs, wds,
-                         (self.momentum, self.rescale_grad, self._clip_bound()))
+                         (self.momentum, self.rescale_grad, self._clip_bound()), n_states=1)
 
 
 @register

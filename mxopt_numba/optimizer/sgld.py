@@ -10,18 +10,6 @@ from .optimizer import DefaultValue, Optimizer, register
 __all__ = ["SGLD"]
 
 
-#: (library generator, the noise stream spawned from it)
-_noise_source = [None, None]
-
-
-def _noise_generator():
-    """SGLD's noise stream: a child of the library generator, renewed with it."""
-    parent = _random.generator()
-    if _noise_source[0] is not parent:
-        _noise_source[:] = [parent, parent.spawn(1)[0]]
-    return _noise_source[1]
-
-
 @register
 class SGLD(Optimizer):
     """SGLD, MXNet 2.0.0b1 rule::
@@ -29,16 +17,13 @@ class SGLD(Optimizer):
         g' = clip(rescale_grad * g) + wd * w
         w  <- w - lr / 2 * g' + noise,      noise ~ N(0, std = sqrt(lr))
 
-    The noise comes from a stream spawned from :func:`mxopt_numba.random.generator`
-    (spawned again whenever ``mxopt_numba.random.seed`` replaces that generator): one
-    standard normal array per tensor, in the order of the call, scaled by ``sqrt(lr)`` in
-    float64 and rounded to the weight's compute dtype (float32, or float64 for float64
-    weights).  ``step`` and ``fused_step`` draw the same numbers in the same order, so
-    after ``mxopt_numba.random.seed(n)`` both give the same trajectory, whatever the
-    aggregation.  The spawned stream keeps the noise independent of data drawn with
-    ``numpy.random.default_rng(n)`` for the same ``n`` (the library generator's own
-    stream).  MXNet draws with its own generator, so only the distribution of the updates
-    can match MXNet's.
+    The noise comes from :func:`mxopt_numba.random.generator`: one standard normal array
+    per tensor, in the order of the call, scaled by ``sqrt(lr)`` in float64 and rounded to
+    the weight's compute dtype (float32, or float64 for float64 weights).  ``step`` and
+    ``fused_step`` draw the same numbers in the same order, so after
+    ``mxopt_numba.random.seed(n)`` both give the same trajectory, whatever the
+    aggregation.  MXNet draws with its own generator, so only the distribution of the
+    updates can match MXNet's.
 
     MXNet runs SGLD only in Python (``use_fused_step=False``); here the fused kernel is
     the default and gives the same results as ``step``.
@@ -65,7 +50,7 @@ class SGLD(Optimizer):
     @staticmethod
     def _draw_noise(lrs, weights):
         """One float64 noise array per weight (flat), std ``sqrt(lr)``, in call order."""
-        rng = _noise_generator()
+        rng = _random.generator()
         return [math.sqrt(lr) * rng.standard_normal(np.size(w)) for lr, w in zip(lrs, weights)]
 
     def _step_in_precision(self, indices, weights, grads, states):
