@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..kernels import lamb as kernels
-from .lars import launch_sums, trust_ratios
+from .lars import l2norm, launch_sums, trust_ratios
 from .optimizer import DefaultValue, Optimizer, _real, register
 
 __all__ = ["LAMB"]
@@ -98,7 +98,7 @@ class LAMB(Optimizer):
             var *= self.beta2
             var += (1.0 - self.beta2) * np.square(g)
             r = (mean * c1s[k]) / (np.sqrt(var * c2s[k]) + self.epsilon) + wds[k] * weight
-            trust = float(self._trust(np.linalg.norm(weight), np.linalg.norm(r)))
+            trust = float(self._trust(l2norm(weight), l2norm(r)))
             weight -= (lrs[k] * trust) * r
 
     def fused_step(self, indices, weights, grads, states):

@@ -44,6 +44,11 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
     return np.zeros((n, 2), dtype=np.float64) if out is None else out
 
 
+def l2norm(x):
+    """``||x||`` accumulated in float64 (the kernels' precision, whatever ``x``'s dtype)."""
+    return np.sqrt(np.sum(np.square(x, dtype=np.float64)))
+
+
 def trust_ratios(r1, r2):
     """``r1 / r2`` where both are non-zero, else 1 (MXNet's LAMB/LANS kernels; NaN stays NaN)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -122,8 +127,8 @@ class LARS(Optimizer):
         for k, (weight, grad, mom) in enumerate(zip(weights, grads, states)):
             lr, wd = lrs[k], wds[k]
             if use[k]:
-                w_norm = np.linalg.norm(weight)
-                g_norm = np.linalg.norm(grad * self.rescale_grad)
+                w_norm = l2norm(weight)
+                g_norm = l2norm(grad * self.rescale_grad)
                 lr = lr * float(self._ratios(True, w_norm, g_norm, wd))
             g = self._coupled(grad, weight, wd)
             if mom is None:
