@@ -298,12 +298,9 @@ def test_caller_gradient_is_not_modified(name, fused, rng):
     np.testing.assert_array_equal(g, g_copy)
 
 
-@pytest.mark.parametrize("kwargs, exc", [
-    ({"eps": 1e-7}, DeprecationWarning),
-], ids=["eps"])
-def test_adagrad_deprecated_eps_is_raised(kwargs, exc):
-    with pytest.raises(exc):
-        mxo.optimizer.create("adagrad", **kwargs)
+def test_adagrad_deprecated_eps_is_raised():
+    with pytest.raises(DeprecationWarning, match="eps"):
+        mxo.optimizer.AdaGrad(eps=1e-7)
 
 
 @pytest.mark.parametrize("old", ["gamma1", "gamma2"])
@@ -346,3 +343,22 @@ def test_default_hyperparameters_follow_mxnet_2():
     assert (f.lr, f.lamda1, f.beta) == (0.1, 0.01, 1.0)
     for name in ALL:
         assert opt(name).use_fused_step is True
+
+
+@FUSED
+def test_ftrl_row_sparse_gradient_on_a_dense_weight_recomputes_every_row(fused, rng):
+    """MXNet runs its row-only Ftrl kernel only when the weight and states are row_sparse
+    too; with a dense weight every row is recomputed from (z, n), so rows without gradient
+    become 0 on the first step (golden trace opt.ftrl.sparse)."""
+    w0 = rng.standard_normal((6, 3)).astype(np.float32)
+    rows = np.array([1, 4])
+    g = mxo.sparse.row_sparse_array((rng.standard_normal((2, 3)).astype(np.float32), rows), shape=(6, 3))
+    out = []
+    for grad in (g, g.todense()):
+        opt = mxo.optimizer.create("ftrl", use_fused_step=fused, wd=0.01)
+        assert not opt.sparse_updates_rows()
+        w = w0.copy()
+        opt.update([0], [w], [grad], [opt.create_state(0, w)])
+        out.append(w)
+    np.testing.assert_array_equal(out[0], out[1])
+    np.testing.assert_array_equal(out[0][[0, 2, 3, 5]], 0.0)
