@@ -44,6 +44,20 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
     return np.zeros((n, 2), dtype=np.float64) if out is None else out
 
 
+def check_state_columns(opt, indices, weights, grads, states, n_leaves, setting):
+    """Refuse states whose arrays do not match what the kernel will address (e.g. states
+    created with momentum 0, then momentum switched on): a kernel would read past the
+    address table."""
+    plan = opt._active
+    if plan is None or plan.indices is not indices:
+        plan = opt._plan(indices, weights, grads, states)
+    for group in plan.groups:
+        if group.ptrs.shape[1] != 3 + n_leaves:
+            raise ValueError("%s expects %d state array(s) per weight with %s, got %d: were the "
+                             "states created with other settings?"
+                             % (type(opt).__name__, n_leaves, setting, group.ptrs.shape[1] - 3))
+
+
 def l2norm(x):
     """``||x||`` accumulated in float64 (the kernels' precision, whatever ``x``'s dtype)."""
     return np.sqrt(np.sum(np.square(x, dtype=np.float64)))
@@ -140,6 +154,8 @@ class LARS(Optimizer):
 
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
+        check_state_columns(self, indices, weights, grads, states, int(self.momentum != 0.0),
+                            "momentum=%r" % self.momentum)
         use = self._uses_trust(indices)
         if use.any():
             sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
