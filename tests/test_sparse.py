@@ -14,7 +14,6 @@ LAZY = [
     ("adam", {"lazy_update": True, "wd": 0.01}),
     ("adagrad", {}),
     ("groupadagrad", {}),
-    ("ftrl", {"wd": 0.01}),
 ]
 #: standard updates: identical to a dense gradient with zero rows
 STANDARD = [
@@ -25,6 +24,9 @@ STANDARD = [
     ("nag", {}),
     ("adamw", {}),
     ("lamb", {}),
+    # MXNet's row kernel for Ftrl needs row_sparse weights (out of scope): a dense weight
+    # recomputes every row from z and n, as the golden trace opt.ftrl.sparse shows
+    ("ftrl", {"wd": 0.01}),
 ]
 
 
