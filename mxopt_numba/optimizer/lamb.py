@@ -106,10 +106,11 @@ class LAMB(Optimizer):
         coefs = np.stack(self._bias_corrections(indices), axis=1)
         sums = launch_sums(self, kernels.multi_lamb_phase1_cpu, indices, weights, grads, states,
                            lrs, wds, (self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2,
-                                      self.epsilon, self.rescale_grad, self._clip_bound()), coefs)
+                                      self.epsilon, self.rescale_grad, self._clip_bound()), coefs,
+                           n_states=2)
         lrs = lrs * self._trust(np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]))
         self._launch(kernels.multi_lamb_update_cpu, indices, weights, grads, states, lrs, wds,
-                     (self.epsilon,), coefs)
+                     (self.epsilon,), coefs, n_states=2)
 
 
 def _beta(name, value):

@@ -112,9 +112,9 @@ class LANS(Optimizer):
         coefs = np.stack([self._grad_scales(norms[:, 1]), c1, c2, c1, c1], axis=1)
         sums = launch_sums(self, kernels.multi_lans_phase1_cpu, indices, weights, grads, states,
                            lrs, wds, (self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2,
-                                      self.epsilon, self._clip_bound()), coefs)
+                                      self.epsilon, self._clip_bound()), coefs, n_states=2)
         r1 = self._bounded(norms[:, 0])
         coefs[:, 3] = lrs * self.beta1 * trust_ratios(r1, np.sqrt(sums[:, 0]))
         coefs[:, 4] = lrs * (1.0 - self.beta1) * trust_ratios(r1, np.sqrt(sums[:, 1]))
         self._launch(kernels.multi_lans_update_cpu, indices, weights, grads, states, lrs, wds,
-                     (self.epsilon, self._clip_bound()), coefs)
+                     (self.epsilon, self._clip_bound()), coefs, n_states=2)

@@ -13,12 +13,13 @@ __all__ = ["LARS"]
 _NO_TRUST_SUFFIXES = ("gamma", "beta", "bias")
 
 
-def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None):
+def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
+                n_states=None):
     """Run a reduction kernel over the chunk (one call per storage layout, usually one) and
     return its per-tensor float64 sums as an array with one row per tensor.
 
-    Same arguments and casts as :meth:`Optimizer._launch`; the kernel returns the sums of
-    its own tensors, which land in their rows here.
+    Same arguments, casts and state-count check as :meth:`Optimizer._launch`; the kernel
+    returns the sums of its own tensors, which land in their rows here.
     """
     plan = opt._active
     if plan is None or plan.indices is not indices:
@@ -31,6 +32,10 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
         coefs = coefs[:, None]
     out = None
     for group in plan.groups:
+        if n_states is not None and group.ptrs.shape[1] - 3 != n_states:
+            raise ValueError("%s expects %d state array(s) per weight, the given states hold %d; "
+                             "were the states created with other hyperparameters?"
+                             % (type(opt).__name__, n_states, group.ptrs.shape[1] - 3))
         ct = group.compute
         rows = slice(None) if group.positions is None else group.positions
         sums = launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
@@ -42,20 +47,6 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
             out = np.zeros((n, sums.shape[1]), dtype=np.float64)
         out[rows] = sums
     return np.zeros((n, 2), dtype=np.float64) if out is None else out
-
-
-def check_state_columns(opt, indices, weights, grads, states, n_leaves, setting):
-    """Refuse states whose arrays do not match what the kernel will address (e.g. states
-    created with momentum 0, then momentum switched on): a kernel would read past the
-    address table."""
-    plan = opt._active
-    if plan is None or plan.indices is not indices:
-        plan = opt._plan(indices, weights, grads, states)
-    for group in plan.groups:
-        if group.ptrs.shape[1] != 3 + n_leaves:
-            raise ValueError("%s expects %d state array(s) per weight with %s, got %d: were the "
-                             "states created with other settings?"
-                             % (type(opt).__name__, n_leaves, setting, group.ptrs.shape[1] - 3))
 
 
 def l2norm(x):
@@ -154,8 +145,6 @@ class LARS(Optimizer):
 
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        check_state_columns(self, indices, weights, grads, states, int(self.momentum != 0.0),
-                            "momentum=%r" % self.momentum)
         use = self._uses_trust(indices)
         if use.any():
             sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
@@ -163,10 +152,10 @@ class LARS(Optimizer):
             lrs = lrs * self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
         if self.momentum == 0.0:
             self._launch(sgd_kernels.multi_sgd_update_cpu, indices, weights, grads, states, lrs, wds,
-                         (self.rescale_grad, self._clip_bound()))
+                         (self.rescale_grad, self._clip_bound()), n_states=0)
         else:
             self._launch(sgd_kernels.multi_sgd_mom_update_cpu, indices, weights, grads, states, lrs,
-                         wds, (self.momentum, self.rescale_grad, self._clip_bound()))
+                         wds, (self.momentum, self.rescale_grad, self._clip_bound()), n_states=1)
 
 
 def _non_negative(name, value):

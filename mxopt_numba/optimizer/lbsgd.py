@@ -9,7 +9,7 @@ from ..kernels import lbsgd as kernels
 from ..kernels import norms as norm_kernels
 from ..kernels import sgd as sgd_kernels
 from ..sparse import RowSparseArray
-from .lars import check_state_columns, launch_sums
+from .lars import launch_sums
 from .optimizer import DefaultValue, Optimizer, _is_index, _real, register, state_leaves
 
 __all__ = ["LBSGD"]
@@ -218,14 +218,14 @@ class LBSGD(Optimizer):
         counts = self._call_counts(indices)
         accumulate = self.batch_scale > 1
         momentum = self.momentum != 0.0
-        check_state_columns(self, indices, weights, grads, states, int(accumulate) + int(momentum),
-                            "batch_scale=%d, momentum=%r" % (self.batch_scale, self.momentum))
+        n_states = int(accumulate) + int(momentum)
         apply = counts % self.batch_scale == 0
         if self.warmup_strategy == "lars":
             if apply.any():
                 if accumulate:
                     sums = launch_sums(self, kernels.multi_lbsgd_sum_sq_cpu, indices, weights, grads,
-                                       states, lrs, wds, (float(self.batch_scale),))
+                                       states, lrs, wds, (float(self.batch_scale),),
+                                       n_states=n_states)
                 else:
                     sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads,
                                        states, lrs, wds, (1.0,))
@@ -238,10 +238,11 @@ class LBSGD(Optimizer):
         if accumulate:
             kernel = kernels.multi_lbsgd_mom_update_cpu if momentum else kernels.multi_lbsgd_update_cpu
             self._launch(kernel, indices, weights, grads, states, lrs, wds,
-                         (float(self.batch_scale),) + tail, apply.astype(np.float64))
+                         (float(self.batch_scale),) + tail, apply.astype(np.float64),
+                         n_states=n_states)
         else:
             kernel = sgd_kernels.multi_sgd_mom_update_cpu if momentum else sgd_kernels.multi_sgd_update_cpu
-            self._launch(kernel, indices, weights, grads, states, lrs, wds, tail)
+            self._launch(kernel, indices, weights, grads, states, lrs, wds, tail, n_states=n_states)
 
 
 def _count(name, value, minimum):
