@@ -71,13 +71,16 @@ class LAMB(Optimizer):
 
     # ------------------------------------------------------------------ scalars
     def _bias_corrections(self, indices):
-        """``(c1, c2) = (1 / (1 - beta1^t), 1 / (1 - beta2^t))`` per tensor (1 without
-        bias correction)."""
+        """``coefs[:, 0] = 1 / (1 - beta1^t)``, ``coefs[:, 1] = 1 / (1 - beta2^t)`` per
+        tensor (1 without bias correction)."""
         t = self._index_counts(indices)
+        coefs = np.empty((t.size, 2))
         if not self.bias_correction:
-            ones = np.ones_like(t)
-            return ones, ones
-        return 1.0 / (1.0 - self.beta1 ** t), 1.0 / (1.0 - self.beta2 ** t)
+            coefs.fill(1.0)
+        else:
+            np.divide(1.0, 1.0 - self.beta1 ** t, out=coefs[:, 0])
+            np.divide(1.0, 1.0 - self.beta2 ** t, out=coefs[:, 1])
+        return coefs
 
     def _trust(self, w_norm, r_norm):
         r1 = w_norm
@@ -90,7 +93,7 @@ class LAMB(Optimizer):
     # ------------------------------------------------------------------ update paths
     def step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices).tolist(), self._wd_array(indices).tolist()
-        c1s, c2s = (c.tolist() for c in self._bias_corrections(indices))
+        c1s, c2s = self._bias_corrections(indices).T.tolist()
         for k, (weight, grad, (mean, var)) in enumerate(zip(weights, grads, states)):
             g = self._rescaled(grad)
             mean *= self.beta1
@@ -103,7 +106,7 @@ class LAMB(Optimizer):
 
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        coefs = np.stack(self._bias_corrections(indices), axis=1)
+        coefs = self._bias_corrections(indices)
         sums = launch_sums(self, kernels.multi_lamb_phase1_cpu, indices, weights, grads, states,
                            lrs, wds, (self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2,
                                       self.epsilon, self.rescale_grad, self._clip_bound()), coefs,

@@ -65,9 +65,14 @@ class LANS(Optimizer):
         return (np.zeros(weight.shape, dtype=dtype), np.zeros(weight.shape, dtype=dtype))
 
     # ------------------------------------------------------------------ scalars
-    def _bias_corrections(self, indices):
+    def _coefs(self, indices):
+        """``(gscale, c1, c2, lr_m, lr_g)`` per tensor, with the bias corrections
+        ``c = 1 / (1 - beta^t)`` filled in."""
         t = self._index_counts(indices)
-        return 1.0 / (1.0 - self.beta1 ** t), 1.0 / (1.0 - self.beta2 ** t)
+        coefs = np.zeros((t.size, 5))
+        np.divide(1.0, 1.0 - self.beta1 ** t, out=coefs[:, 1])
+        np.divide(1.0, 1.0 - self.beta2 ** t, out=coefs[:, 2])
+        return coefs
 
     def _bounded(self, w_norm):
         if self.lower_bound:
@@ -84,7 +89,7 @@ class LANS(Optimizer):
     # ------------------------------------------------------------------ update paths
     def step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices).tolist(), self._wd_array(indices).tolist()
-        c1s, c2s = (c.tolist() for c in self._bias_corrections(indices))
+        c1s, c2s = self._coefs(indices)[:, 1:3].T.tolist()
         bound = self._clip_bound()
         for k, (weight, grad, (mean, var)) in enumerate(zip(weights, grads, states)):
             gscale = float(self._grad_scales(l2norm(grad * self.rescale_grad)))
@@ -108,8 +113,8 @@ class LANS(Optimizer):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
         norms = np.sqrt(launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads,
                                     states, lrs, wds, (self.rescale_grad,)))
-        c1, c2 = self._bias_corrections(indices)
-        coefs = np.stack([self._grad_scales(norms[:, 1]), c1, c2, c1, c1], axis=1)
+        coefs = self._coefs(indices)
+        coefs[:, 0] = self._grad_scales(norms[:, 1])
         sums = launch_sums(self, kernels.multi_lans_phase1_cpu, indices, weights, grads, states,
                            lrs, wds, (self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2,
                                       self.epsilon, self._clip_bound()), coefs, n_states=2)

@@ -37,12 +37,17 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
                              "were the states created with other hyperparameters?"
                              % (type(opt).__name__, n_states, group.ptrs.shape[1] - 3))
         ct = group.compute
-        rows = slice(None) if group.positions is None else group.positions
+        rows = group.positions
+        if rows is None:
+            glrs, gwds, gcoefs = lrs, wds, coefs
+        else:
+            glrs, gwds, gcoefs = lrs[rows], wds[rows], coefs[rows]
         sums = launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
-                          lrs[rows].astype(ct), wds[rows].astype(ct),
-                          np.ascontiguousarray(coefs[rows], dtype=ct),
+                          glrs.astype(ct), gwds.astype(ct), np.ascontiguousarray(gcoefs, dtype=ct),
                           group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
                           *[ct(s) for s in scalars])
+        if rows is None:
+            return sums
         if out is None:
             out = np.zeros((n, sums.shape[1]), dtype=np.float64)
         out[rows] = sums
@@ -56,8 +61,8 @@ def l2norm(x):
 
 def trust_ratios(r1, r2):
     """``r1 / r2`` where both are non-zero, else 1 (MXNet's LAMB/LANS kernels; NaN stays NaN)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((r1 != 0) & (r2 != 0), r1 / r2, 1.0)
+    ok = (r1 != 0) & (r2 != 0)
+    return np.where(ok, r1 / np.where(ok, r2, 1.0), 1.0)
 
 
 @register
