@@ -11,6 +11,11 @@ memory speed.
 dtypes: float32, float16-mp / bfloat16-mp (16-bit weights and gradients with a float32
 master copy and float32 states), float16, bfloat16, float64.
 
+--vs torch times torch.optim in the same interleaved loop, on copies of the same tensors
+(16-bit weights without a master copy: torch has none).  Both libraries keep an OpenMP
+thread pool; on a small machine set OMP_WAIT_POLICY=passive so that they do not spin
+against each other.
+
 presets: one16m (one 16M-element tensor), resnet50 (161 tensors, 25.6M elements),
 bert-base (199 tensors, 109.5M), small2000x512 (2000 tensors of 512), tiny.
 
@@ -248,18 +253,31 @@ def bench_cell(name, preset, dtype_label, args, extra=None):
         def copy():
             kernel(*buffers)
 
+        fns = [step, copy]
+        torch_result = None
+        if args.vs == "torch":
+            try:
+                torch_result = prepare_torch(name, weights, grads, opt, args)
+            except Exception as exc:
+                torch_result = {"status": "error", "message": "%s: %s" % (type(exc).__name__, exc)}
+            if "fn" in torch_result:
+                fns.append(torch_result.pop("fn"))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            t_step, t_copy = time_interleaved([step, copy], args.repeats, args.min_time, args.warmup)
+            times = time_interleaved(fns, args.repeats, args.min_time, args.warmup)
     except Exception as exc:
         result.update(status="error", message="%s: %s" % (type(exc).__name__, exc))
         return result
+    t_step, t_copy = times[0], times[1]
     result.update(status="ok", aggregate_num=_agg_repr(opt.aggregate_num), bytes_per_step=nbytes,
                   bytes_per_element=nbytes / n_elements, streams=len(pattern),
                   step_ms=t_step * 1e3, gbps=nbytes / t_step / 1e9,
                   copy_ms=t_copy * 1e3, copy_gbps=nbytes / t_copy / 1e9, ratio=t_copy / t_step)
-    if args.vs == "torch":
-        result["torch"] = bench_torch(name, weights, grads, opt, args)
+    if torch_result is not None:
+        if len(times) > 2:
+            torch_result.update(step_ms=times[2] * 1e3,
+                                gbps=torch_result["bytes_per_step"] / times[2] / 1e9)
+        result["torch"] = torch_result
     return result
 
 
@@ -277,9 +295,10 @@ def torch_available():
     return True
 
 
-def bench_torch(name, weights, grads, opt, args):
+def prepare_torch(name, weights, grads, opt, args):
     """The same step with ``torch.optim.<X>(fused=True)`` (``foreach=True`` where torch
-    has no fused kernel for it), on copies of the same tensors."""
+    has no fused kernel for it), on copies of the same tensors: a result dict whose
+    ``fn`` entry is the step to time, or a status 'unsupported'/'error'."""
     import torch
     cls_name = TORCH_NAMES.get(name)
     if cls_name is None or not hasattr(torch.optim, cls_name):
@@ -314,11 +333,14 @@ def bench_torch(name, weights, grads, opt, args):
         for value in topt.state[p].values():
             if torch.is_tensor(value) and value.numel() > 1:
                 nbytes += 2 * value.numel() * value.element_size()
-    with torch.no_grad():
-        (t,) = time_interleaved([topt.step], args.repeats, args.min_time, args.warmup)
+
+    def torch_step():
+        with torch.no_grad():
+            topt.step()
+
     return {"status": "ok", "mode": mode, "class": cls_name, "version": torch.__version__,
-            "master_copy": False, "step_ms": t * 1e3, "bytes_per_step": nbytes,
-            "gbps": nbytes / t / 1e9}
+            "threads": torch.get_num_threads(), "master_copy": False, "bytes_per_step": nbytes,
+            "fn": torch_step}
 
 
 # ---------------------------------------------------------------------- output
@@ -338,7 +360,7 @@ def format_row(r):
     t = r.get("torch")
     if t:
         if t["status"] == "ok":
-            line += "   torch %s %s: %.3f ms, %.2f GB/s (%.2fx ours)" % (
+            line += "   torch %s %s: %.3f ms, %.2f GB/s, time/ours %.2f" % (
                 t["class"], t["mode"], t["step_ms"], t["gbps"], t["step_ms"] / r["step_ms"])
         else:
             line += "   torch: %s" % t["message"][:60]
