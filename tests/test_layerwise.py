@@ -435,3 +435,19 @@ def test_lbsgd_state_layout():
     opt = mxo.optimizer.create("lbsgd", batch_scale=2, multi_precision=True)
     master, (cum, mom) = opt.create_state_multi_precision(0, w)
     assert master.dtype == cum.dtype == np.float32 and mom is None
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_lars_lazy_update_rows_only_with_whole_tensor_ratio(fused):
+    """lazy_update: only the listed rows move, by the ratio of the whole weight and gradient."""
+    w0 = _signed((8, 3), 1)
+    rows = np.array([2, 5])
+    data = _signed((2, 3), 2)
+    weights = [w0.copy()]
+    opt = mxo.optimizer.create("lars", lazy_update=True, wd=0.1, learning_rate=0.5, use_fused_step=fused)
+    opt.update(0, weights[0], mxo.sparse.row_sparse_array((data, rows), shape=(8, 3)), None)
+    wn, gn = np.linalg.norm(w0), np.linalg.norm(data)
+    ratio = 0.001 * wn / (gn + 0.1 * wn + 1e-8)
+    expected = w0.copy()
+    expected[rows] = w0[rows] - 0.5 * ratio * (data + 0.1 * w0[rows])
+    np.testing.assert_allclose(weights[0], expected, rtol=1e-12)

@@ -5,7 +5,8 @@ import numpy as np
 from ..kernels import _launch as launch
 from ..kernels import norms as norm_kernels
 from ..kernels import sgd as sgd_kernels
-from .optimizer import DefaultValue, Optimizer, _real, register
+from ..sparse import RowSparseArray
+from .optimizer import DefaultValue, Optimizer, _as_lists, _real, register
 
 __all__ = ["LARS"]
 
@@ -96,7 +97,8 @@ class LARS(Optimizer):
         LARS coefficient.
     epsilon : float, default 1e-8
     lazy_update : bool, default False
-        Kept for MXNet compatibility (row-sparse gradients are updated like dense ones).
+        With a row_sparse gradient, update only the listed rows (the trust ratio still
+        comes from the whole weight and gradient, as in MXNet).
     use_fused_step : bool, default True
     aggregate_num : int, default 1
     **kwargs : see :class:`Optimizer`.
@@ -130,13 +132,46 @@ class LARS(Optimizer):
             ratio = self.eta * w_norm / (g_norm + wds * w_norm + self.epsilon)
         return np.where(use & (w_norm > 0) & (g_norm > 0), ratio, 1.0)
 
+    def _whole_tensor_ratios(self, indices, weights, grads, states):
+        """Trust ratios from whole tensors, for lazy updates (whose kernels see only the
+        listed rows); a row_sparse gradient's norm is the norm of its rows."""
+        checked = self._validated(weights, grads, states)
+        use = self._uses_trust(indices)
+        w_norm = np.array([l2norm(w if m is None else m) for w, _, m, _ in checked])
+        g_norm = np.array([l2norm((g.data if isinstance(g, RowSparseArray) else g) * self.rescale_grad)
+                           for _, g, _, _ in checked])
+        ratios = self._ratios(use, w_norm, g_norm, self._wd_array(indices))
+        return dict(zip(indices, ratios.tolist()))
+
+    def _given_ratios(self, indices):
+        ratios = self.__dict__.get("_lazy_ratios")
+        if ratios is None:
+            return None
+        return np.array([ratios[i] for i in indices], dtype=np.float64)
+
     # ------------------------------------------------------------------ update paths
+    def update(self, indices, weights, grads, states):
+        """As :meth:`Optimizer.update`; a lazy update of row_sparse gradients takes its
+        trust ratios from the whole tensors first."""
+        if self.sparse_updates_rows():
+            idx, ws, gs, ss = _as_lists(indices, weights, grads, states)
+            if any(isinstance(g, RowSparseArray) for g in gs):
+                self._lazy_ratios = self._whole_tensor_ratios(idx, ws, gs, ss)
+                try:
+                    return super().update(indices, weights, grads, states)
+                finally:
+                    del self._lazy_ratios
+        return super().update(indices, weights, grads, states)
+
     def step(self, indices, weights, grads, states):
         use = self._uses_trust(indices)
         lrs, wds = self._lr_array(indices).tolist(), self._wd_array(indices).tolist()
+        given = self._given_ratios(indices)
         for k, (weight, grad, mom) in enumerate(zip(weights, grads, states)):
             lr, wd = lrs[k], wds[k]
-            if use[k]:
+            if given is not None:
+                lr = lr * given[k]
+            elif use[k]:
                 w_norm = l2norm(weight)
                 g_norm = l2norm(grad * self.rescale_grad)
                 lr = lr * float(self._ratios(True, w_norm, g_norm, wd))
@@ -151,7 +186,10 @@ class LARS(Optimizer):
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
         use = self._uses_trust(indices)
-        if use.any():
+        given = self._given_ratios(indices)
+        if given is not None:
+            lrs = lrs * given
+        elif use.any():
             sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
                                lrs, wds, (abs(self.rescale_grad),))
             lrs = lrs * self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
