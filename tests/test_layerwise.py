@@ -60,9 +60,10 @@ def test_sum_sq_reads_the_master_copy():
         assert sums[k, 0] == pytest.approx(np.sum(m.astype(np.float64) ** 2), rel=1e-12)
 
 
-def test_sum_sq_of_a_tensor_does_not_depend_on_its_chunk_or_the_thread_count():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16], ids=str)
+def test_sum_sq_of_a_tensor_does_not_depend_on_its_chunk_or_the_thread_count(dtype):
     """Bitwise: alone or with others, parallel kernel or its single-threaded twin."""
-    ws, gs = _data(np.float32, seed=5)
+    ws, gs = _data(dtype, seed=5)
     together = _sum_sq(norms.multi_sum_sq_cpu, ws, gs)
     serial = _sum_sq(norms.multi_sum_sq_cpu.serial, ws, gs)
     np.testing.assert_array_equal(together, serial)
@@ -451,3 +452,22 @@ def test_lars_lazy_update_rows_only_with_whole_tensor_ratio(fused):
     expected = w0.copy()
     expected[rows] = w0[rows] - 0.5 * ratio * (data + 0.1 * w0[rows])
     np.testing.assert_allclose(weights[0], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=str)
+@pytest.mark.parametrize("name, kwargs", [("lars", {"momentum": 0.9}), ("lamb", {"wd": 0.01}),
+                                          ("lans", {}), ("lbsgd", {"warmup_strategy": "lars"})])
+def test_threaded_and_single_threaded_launches_agree(name, kwargs, dtype):
+    """A small tensor runs single-threaded alone and multi-threaded next to a big one; its
+    result must not depend on which (the generic aggregation test stays below the
+    threading threshold)."""
+    shapes = [(7,), (3 * launch.SERIAL_BELOW + 11,), (3, 5)]
+    w0 = [_signed(s, k).astype(dtype) for k, s in enumerate(shapes)]
+    grads = [[_signed(s, 100 * t + k).astype(dtype) for k, s in enumerate(shapes)] for t in range(2)]
+    results = []
+    for n in (1, np.inf):
+        weights = [w.copy() for w in w0]
+        _run(name, weights, grads, aggregate_num=n, **kwargs)
+        results.append(weights)
+    for x, y in zip(*results):
+        np.testing.assert_array_equal(x, y)
