@@ -100,4 +100,6 @@ def test_multi_precision_weight_is_the_rounded_master(problem, low):
     for k, w in enumerate(weights):
         master = u.states[k][0]
         assert master.dtype == np.float32 and master.shape == w.shape
-        np.testing.assert_array_equal(w.view(np.uint16), master.astype(low).view(np.uint16))
+        with np.errstate(over="ignore"):      # a master beyond float16's range rounds to inf
+            rounded = master.astype(low)
+        np.testing.assert_array_equal(w.view(np.uint16), rounded.view(np.uint16))
