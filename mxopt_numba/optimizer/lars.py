@@ -25,6 +25,9 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
     plan = opt._active
     if plan is None or plan.indices is not indices:
         plan = opt._plan(indices, weights, grads, states)
+    if plan.slots is None:
+        # a row plan (lazy row_sparse update) addresses rows: its sums would not be norms
+        raise RuntimeError("per-tensor sums need whole tensors, not the rows of a lazy update")
     n = len(weights)
     lrs = np.asarray(lrs, dtype=np.float64)
     wds = np.asarray(wds, dtype=np.float64)
