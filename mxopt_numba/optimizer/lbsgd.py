@@ -47,9 +47,11 @@ class LBSGD(Optimizer):
     rows, and only rows touched since the last update call move on an update call
     (MXNet's lazy ``sgd_update``, the 1.x default).
 
-    Differences from MXNet 1.9.1: ``set_wd_mult`` does not zero the decay of names
-    ending in neither ``_weight`` nor ``_gamma`` (the 2.x base-class rule, as for every
-    optimizer here); the accumulated gradient is a copy (MXNet keeps a reference to the
+    As an MXNet 1.x optimizer it keeps 1.x's ``set_wd_mult``: parameter names (from
+    ``param_idx2name``) ending in neither ``_weight`` nor ``_gamma`` start with
+    ``wd_mult = 0`` (biases and betas are not decayed) before the given multipliers apply.
+
+    Differences from MXNet 1.9.1: the accumulated gradient is a copy (MXNet keeps a reference to the
     caller's first gradient array, so a caller that reuses its gradient buffer sees the
     wrong sum); a call that only accumulates leaves the weight untouched even for a
     non-finite gradient (MXNet runs an ``lr=0`` SGD step there, which turns the weight to
@@ -100,6 +102,14 @@ class LBSGD(Optimizer):
         self.begin_epoch = _count("begin_epoch", begin_epoch, 0)
         self.num_epochs = _count("num_epochs", num_epochs, 0)
         self.init_updates = self.begin_epoch * self.updates_per_epoch
+
+    def set_wd_mult(self, args_wd_mult):
+        """MXNet 1.x rule: names ending in neither ``_weight`` nor ``_gamma`` get no weight
+        decay unless ``args_wd_mult`` (or the symbol) says otherwise."""
+        super().set_wd_mult(args_wd_mult)
+        for name in self.idx2name.values():
+            if not (name.endswith("_weight") or name.endswith("_gamma")):
+                self.wd_mult.setdefault(name, 0.0)
 
     def create_state(self, index, weight):
         mom = np.zeros(weight.shape, dtype=weight.dtype) if self.momentum != 0.0 else None
