@@ -273,6 +273,40 @@ def _store_impl(arr, i, value):
     return None
 
 
+# --------------------------------------------------------------------------- weights and master copies
+
+def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
+    """The array the rule reads its weight from: the float32 master copy (column 2) under
+    multi-precision, else the weight itself (column 0)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+def store_weight(w, w32, i, value, master_fmt):
+    """Write a new weight: to the master copy and the rounded weight under
+    multi-precision, else to the weight."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(master_view)
+def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
+    if isinstance(master_fmt, types.NoneType):
+        return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 0, start, length, w_fmt)
+    return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 2, start, length, master_fmt)
+
+
+@overload(store_weight)
+def _store_weight_impl(w, w32, i, value, master_fmt):
+    if isinstance(master_fmt, types.NoneType):
+        def impl(w, w32, i, value, master_fmt):
+            store(w, i, value)
+        return impl
+
+    def impl(w, w32, i, value, master_fmt):
+        w32[i] = value
+        store(w, i, value)
+    return impl
+
+
 # --------------------------------------------------------------------------- preprocessing
 
 @scalar_rule
