@@ -1,0 +1,309 @@
+"""Shared pieces of the CUDA twins: kernel decorators, device addressing, reductions.
+
+Addressing.  A GPU twin takes exactly the arguments of its CPU kernel (``blocks``, the
+int64 table of data addresses ``ptrs``, ``lrs``, ``wds``, ``coefs``, the storage formats,
+the rule's scalars), with the tables as device arrays and the addresses those of device
+memory.  ``view(ptrs, t, column, start, length, fmt)`` turns one cell into something a
+kernel indexes with ``load``/``store``:
+
+* on a GPU, a typed pointer (``inttoptr`` of the address, the ``_address_as_pointer``
+  intrinsic of ``kernels/_common.py``), so one launch reaches any number of separately
+  allocated tensors and ``load``/``store`` are the very overloads the CPU kernels use
+  (float16 through the hardware half conversions, bfloat16 through the integer bit
+  functions);
+* under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), where device arrays are host
+  NumPy arrays and kernels run as Python, a NumPy view of the same memory; ``load`` and
+  ``store`` then call the integer conversion functions of ``kernels/_common.py``.
+
+Loops.  CUDA block ``blockIdx.x`` takes the table blocks ``blockIdx.x, blockIdx.x +
+gridDim.x, ...`` (grid-stride over blocks); its threads stride over the elements of a
+block (``threadIdx.x, threadIdx.x + blockDim.x, ...``), so neighbouring threads touch
+neighbouring elements.  Any grid covers any table.
+
+Simulated scalars.  Under the simulator a kernel is plain Python and the scalar rules it
+calls are Numba CPU functions, which box float32 results as Python floats; the simulated
+kernel gets wrappers that turn every result back into the compiled type, so float32 math
+stays float32 and simulated twins match the CPU kernels bit for bit.
+
+Nothing compiles at import: kernels compile for their argument types on first launch.
+"""
+import ctypes
+import types as types_module
+
+import numpy as np
+from numba import cuda, float64, njit, typeof
+from numba.core import types
+from numba.core.registry import CPUDispatcher
+from numba.extending import overload
+from numba.np import numpy_support
+
+from .._common import (_address_as_pointer, bf16bits_to_f32, f16bits_to_f32_soft, f32_to_bf16bits,
+                       f32_to_f16bits_soft)
+
+#: kernels run as Python on host memory (``NUMBA_ENABLE_CUDASIM=1``)
+SIMULATOR = "simulator" in getattr(cuda.jit, "__module__", "")
+
+#: the largest thread block a reduction kernel accepts (its shared scratch is this long)
+MAX_THREADS = 1024
+
+
+# --------------------------------------------------------------------------- decorators
+
+class _SimRule:
+    """A Numba CPU function called from simulated kernel code, returning NumPy scalars of
+    its compiled return type (Numba boxes float32 as a Python float, which the next call
+    would type as float64)."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher = dispatcher
+        self.converters = {}
+
+    def __call__(self, *args):
+        result = self.dispatcher(*args)
+        key = tuple(map(type, args))
+        convert = self.converters.get(key)
+        if convert is None:
+            signature = tuple(typeof(a) for a in args)
+            compiled = self.dispatcher.overloads.get(signature)
+            if compiled is None:
+                raise TypeError("%s was not compiled for %s" % (self.dispatcher.py_func.__name__, signature))
+            convert = _converter(compiled.signature.return_type)
+            self.converters[key] = convert
+        return convert(result)
+
+
+def _converter(ty):
+    if isinstance(ty, types.BaseTuple):
+        parts = [_converter(t) for t in ty.types]
+        return lambda values: tuple(c(v) for c, v in zip(parts, values))
+    if isinstance(ty, (types.Float, types.Integer, types.Boolean)):
+        return numpy_support.as_dtype(ty).type
+    return lambda value: value
+
+
+def _simulated(func):
+    """``func`` with every Numba CPU function among its globals wrapped by ``_SimRule``."""
+    namespace = dict(func.__globals__)
+    for name, value in func.__globals__.items():
+        if isinstance(value, CPUDispatcher):
+            namespace[name] = _SimRule(value)
+    twin = types_module.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__,
+                                     func.__closure__)
+    twin.__qualname__ = func.__qualname__
+    twin.__module__ = func.__module__
+    return twin
+
+
+class GPUKernel:
+    """A CUDA kernel built on first use: ``kernel[grid, threads](*args)``.
+
+    ``py_func`` is the Python source; ``dispatcher`` the ``cuda.jit`` object once built
+    (its ``signatures`` list what it compiled for).
+    """
+
+    def __init__(self, func):
+        self.py_func = func
+        self.__name__ = func.__name__
+        self.__qualname__ = func.__qualname__
+        self.__module__ = func.__module__
+        self.__doc__ = func.__doc__
+        self._dispatcher = None
+
+    @property
+    def dispatcher(self):
+        if self._dispatcher is None:
+            self._dispatcher = cuda.jit(_simulated(self.py_func) if SIMULATOR else self.py_func)
+        return self._dispatcher
+
+    def __getitem__(self, config):
+        return self.dispatcher[config]
+
+    def __repr__(self):
+        return "<GPU kernel %s.%s>" % (self.__module__, self.__name__)
+
+
+def gpu_kernel(func):
+    """Decorator of every CUDA twin (lazy ``cuda.jit``; see ``GPUKernel``)."""
+    return GPUKernel(func)
+
+
+class GPUReduction:
+    """A per-tensor reduction twin: ``partials`` writes one row per table block (the sums
+    of that block), ``tensor_sums_gpu`` adds each tensor's rows in block order.
+
+    ``run(grid, threads, args)`` launches both on the common kernel arguments ``args`` and
+    returns the float64 device array ``sums[tensor, k]``, like the CPU reduction kernels
+    return theirs.  ``partials`` takes the common arguments plus a last ``out`` array.
+    """
+
+    def __init__(self, partials, width=2):
+        self.partials = partials
+        self.width = width
+        self.__name__ = partials.__name__
+        self.__module__ = partials.__module__
+        self.__doc__ = partials.__doc__
+
+    def run(self, grid, threads, args, partials=None, sums=None, stream=0):
+        blocks, ptrs = args[0], args[1]
+        n_blocks, n_tensors = blocks.shape[0], ptrs.shape[0]
+        if threads > MAX_THREADS:
+            raise ValueError("a reduction runs at most %d threads per block, got %d" % (MAX_THREADS, threads))
+        if partials is None:
+            partials = cuda.device_array((max(n_blocks, 1), self.width), dtype=np.float64, stream=stream)
+        if sums is None:
+            sums = cuda.device_array((n_tensors, self.width), dtype=np.float64, stream=stream)
+        if n_tensors == 0:
+            return sums
+        if n_blocks:
+            self.partials[grid, threads, stream](*args, partials)
+        tensor_sums_gpu[min(grid, n_tensors), threads, stream](blocks, partials, sums)
+        return sums
+
+    def __repr__(self):
+        return "<GPU reduction %s.%s>" % (self.__module__, self.__name__)
+
+
+def gpu_reduction(func):
+    """Decorator of a reduction twin's per-block kernel (see ``GPUReduction``)."""
+    return GPUReduction(GPUKernel(func))
+
+
+# --------------------------------------------------------------------------- addressing
+
+if SIMULATOR:
+    def view(ptrs, tensor, column, start, length, proto):
+        """NumPy view of ``length`` elements at ``ptrs[tensor, column]`` + ``start``."""
+        dtype = proto.dtype
+        n = int(length)
+        if n <= 0:
+            return np.empty(0, dtype)
+        address = int(ptrs[tensor, column]) + int(start) * dtype.itemsize
+        return np.frombuffer((ctypes.c_char * (n * dtype.itemsize)).from_address(address), dtype=dtype)
+
+    def load(arr, i):
+        """Element ``i`` in the compute type (float16/bfloat16 bits -> float32)."""
+        dtype = arr.dtype
+        if dtype == np.uint16:
+            return np.float32(f16bits_to_f32_soft(arr[i]))
+        if dtype == np.int16:
+            return np.float32(bf16bits_to_f32(arr[i]))
+        return arr[i]
+
+    def store(arr, i, value):
+        """Write ``value`` to element ``i``, rounded to nearest even in the storage format."""
+        dtype = arr.dtype
+        if dtype == np.uint16:
+            arr[i] = f32_to_f16bits_soft(np.float32(value))
+        elif dtype == np.int16:
+            arr[i] = f32_to_bf16bits(np.float32(value))
+        elif dtype == np.float32:
+            arr[i] = np.float32(value)
+        else:
+            arr[i] = np.float64(value)
+else:
+    from .._common import load, store  # noqa: F401  (the CPU overloads compile for CUDA too)
+
+    @njit(inline="always")
+    def view(ptrs, tensor, column, start, length, proto):
+        """Typed pointer to element ``start`` of the array at ``ptrs[tensor, column]``."""
+        return _address_as_pointer(ptrs[tensor, column] + start * proto.itemsize, proto)
+
+
+def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
+    """The fp32 master copy (column 2) when there is one, else the weight (column 0).
+
+    One name for both, so a loop reading "the weight the rule updates" types once: the
+    choice is made when the kernel compiles (``master_fmt`` None or an array).
+    """
+    if master_fmt is None:
+        return view(ptrs, tensor, 0, start, length, w_fmt)
+    return view(ptrs, tensor, 2, start, length, master_fmt)
+
+
+if not SIMULATOR:
+    @overload(master_view)
+    def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
+        if master_fmt is None or isinstance(master_fmt, types.NoneType):
+            def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
+                return view(ptrs, tensor, 0, start, length, w_fmt)
+        else:
+            def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
+                return view(ptrs, tensor, 2, start, length, master_fmt)
+        return impl
+
+
+# --------------------------------------------------------------------------- reductions
+
+@cuda.jit(device=True)
+def block_sum_pair(scratch, a, b, out, row):
+    """Add ``a`` and ``b`` over the threads of the block, in a fixed pairwise order;
+    thread 0 writes the totals to ``out[row, 0]`` and ``out[row, 1]``."""
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    scratch[0, tid] = a
+    scratch[1, tid] = b
+    cuda.syncthreads()
+    step = 1
+    while step < nt:
+        if tid % (2 * step) == 0 and tid + step < nt:
+            scratch[0, tid] += scratch[0, tid + step]
+            scratch[1, tid] += scratch[1, tid + step]
+        cuda.syncthreads()
+        step *= 2
+    if tid == 0:
+        out[row, 0] = scratch[0, 0]
+        out[row, 1] = scratch[1, 0]
+    cuda.syncthreads()     # the scratch is reused by the block's next table block
+
+
+@gpu_kernel
+def tensor_sums_gpu(blocks, partials, sums):
+    """``sums[t, k]`` = sum of ``partials[b, k]`` over the table blocks of tensor ``t``, in
+    block order (the table lists each tensor's blocks together, tensors in order)."""
+    n_blocks = blocks.shape[0]
+    width = sums.shape[1]
+    for t in range(cuda.grid(1), sums.shape[0], cuda.gridsize(1)):
+        lo = 0
+        hi = n_blocks
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if blocks[mid, 0] < t:
+                lo = mid + 1
+            else:
+                hi = mid
+        for k in range(width):
+            total = 0.0
+            b = lo
+            while b < n_blocks and blocks[b, 0] == t:
+                total += partials[b, k]
+                b += 1
+            sums[t, k] = total
+
+
+# --------------------------------------------------------------------------- row-sparse gradients
+
+@gpu_kernel
+def densify_rows_gpu(rows, data, out, row_len):
+    """``out`` (flat, the dense gradient) gets the listed rows from ``data`` (flat, one
+    row per entry of the sorted ``rows``) and zeros elsewhere; raw bits are copied, so any
+    float format works through a same-width integer view."""
+    n_rows = rows.shape[0]
+    for i in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        r = i // row_len
+        lo = 0
+        hi = n_rows
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if rows[mid] < r:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < n_rows and rows[lo] == r:
+            out[i] = data[lo * row_len + i - r * row_len]
+        else:
+            out[i] = 0
+
+
+__all__ = ["SIMULATOR", "MAX_THREADS", "GPUKernel", "GPUReduction", "gpu_kernel", "gpu_reduction",
+           "view", "master_view", "load", "store", "block_sum_pair", "tensor_sums_gpu",
+           "densify_rows_gpu", "float64"]

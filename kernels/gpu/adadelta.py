@@ -1,0 +1,33 @@
+"""CUDA twins of ``kernels/adadelta.py`` (AdaDelta): same scalar rules, same table columns."""
+from numba import cuda
+
+from ..adadelta import adadelta_step
+from ._common import gpu_kernel, load, store, view
+
+
+@gpu_kernel
+def multi_adadelta_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                              rho, one_minus_rho, eps, rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        ag = view(ptrs, t, 3, start, n, state_fmt)
+        ad = view(ptrs, t, 4, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_ag, new_ad = adadelta_step(load(w, i), load(g, i), load(ag, i), load(ad, i),
+                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
+                store(ag, i, new_ag)
+                store(ad, i, new_ad)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_ag, new_ad = adadelta_step(w32[i], load(g, i), load(ag, i), load(ad, i),
+                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
+                store(ag, i, new_ag)
+                store(ad, i, new_ad)
+                w32[i] = new_w
+                store(w, i, new_w)

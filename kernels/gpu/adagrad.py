@@ -1,0 +1,30 @@
+"""CUDA twins of ``kernels/adagrad.py`` (AdaGrad): same scalar rules, same table columns."""
+from numba import cuda
+
+from ..adagrad import adagrad_step
+from ._common import gpu_kernel, load, store, view
+
+
+@gpu_kernel
+def multi_adagrad_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                             eps, rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        h = view(ptrs, t, 3, start, n, state_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_h = adagrad_step(load(w, i), load(g, i), load(h, i), lr, wd, eps,
+                                            rescale, clip)
+                store(h, i, new_h)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_h = adagrad_step(w32[i], load(g, i), load(h, i), lr, wd, eps,
+                                            rescale, clip)
+                store(h, i, new_h)
+                w32[i] = new_w
+                store(w, i, new_w)

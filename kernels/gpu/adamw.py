@@ -1,0 +1,35 @@
+"""CUDA twins of ``kernels/adamw.py`` (AdamW): same scalar rules, same table columns."""
+from numba import cuda
+
+from ..adamw import adamw_step
+from ._common import gpu_kernel, load, store, view
+
+
+@gpu_kernel
+def multi_adamw_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                           beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon, rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        v = view(ptrs, t, 4, start, n, state_fmt)
+        eta, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_m, new_v = adamw_step(load(w, i), load(g, i), load(m, i), load(v, i), eta, wd,
+                                                 beta1, one_minus_beta1, beta2, one_minus_beta2,
+                                                 epsilon, rescale, clip)
+                store(m, i, new_m)
+                store(v, i, new_v)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_m, new_v = adamw_step(w32[i], load(g, i), load(m, i), load(v, i), eta, wd,
+                                                 beta1, one_minus_beta1, beta2, one_minus_beta2,
+                                                 epsilon, rescale, clip)
+                store(m, i, new_m)
+                store(v, i, new_v)
+                w32[i] = new_w
+                store(w, i, new_w)

@@ -1,0 +1,49 @@
+"""CUDA twins of ``kernels/signum.py`` (Signum, signSGD): same scalar rules, same table columns."""
+from numba import cuda
+
+from ..signum import signsgd_step, signum_step
+from ._common import gpu_kernel, load, store, view
+
+
+@gpu_kernel
+def multi_signum_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                            momentum, one_minus_momentum, rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        lr, wd, decay = lrs[t], wds[t], coefs[t, 0]
+        if master_fmt is None:
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_m = signum_step(load(w, i), load(g, i), load(m, i), lr, wd, momentum,
+                                           one_minus_momentum, decay, rescale, clip)
+                store(m, i, new_m)
+                store(w, i, new_w)
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w, new_m = signum_step(w32[i], load(g, i), load(m, i), lr, wd, momentum,
+                                           one_minus_momentum, decay, rescale, clip)
+                store(m, i, new_m)
+                w32[i] = new_w
+                store(w, i, new_w)
+
+
+@gpu_kernel
+def multi_signsgd_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                             rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        lr, decay = lrs[t], coefs[t, 0]
+        if master_fmt is None:
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                store(w, i, signsgd_step(load(w, i), load(g, i), lr, decay))
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w = signsgd_step(w32[i], load(g, i), lr, decay)
+                w32[i] = new_w
+                store(w, i, new_w)

@@ -1,0 +1,24 @@
+"""CUDA twins of ``kernels/testrule.py`` (the Test optimizer): same scalar rules, same table columns."""
+from numba import cuda
+
+from ..testrule import testrule_step
+from ._common import gpu_kernel, load, store, view
+
+
+@gpu_kernel
+def multi_testrule_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                               rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        lr, wd = lrs[t], wds[t]
+        if master_fmt is None:
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                store(w, i, testrule_step(load(w, i), load(g, i), lr, wd, rescale))
+        else:
+            w32 = view(ptrs, t, 2, start, n, master_fmt)
+            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+                new_w = testrule_step(w32[i], load(g, i), lr, wd, rescale)
+                w32[i] = new_w
+                store(w, i, new_w)
