@@ -12,6 +12,7 @@ examples:
   python -m mxopt_numba train --dtype float16 --multi-precision --plot loss.png
   python -m mxopt_numba train --optimizer sgd --optimizer-params momentum=0.9,wd=1e-4 \\
       --lr-scheduler multifactor --lr-scheduler-params "step=[300,600],factor=0.1"
+  mpiexec -n 2 python -m mxopt_numba train --distributed --shard-states
 """
 import ast
 import math
@@ -57,6 +58,13 @@ def add_arguments(p):
                    help="share of the samples held out for testing (default: 0.25)")
     p.add_argument("--plot", metavar="PATH", help="write the loss curve as a PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over the processes of an MPI launch (mpiexec -n N python -m "
+                        "mxopt_numba train --distributed): each process computes its share of every "
+                        "batch; needs mpi4py (pip install mpi4py mpich)")
+    p.add_argument("--shard-states", action="store_true",
+                   help="with --distributed: each process keeps only its part of the optimizer "
+                        "state (ZeRO-1)")
 
 
 # ---------------------------------------------------------------------- option parsing
@@ -195,8 +203,8 @@ class MLP:
 # ---------------------------------------------------------------------- data-parallel hook
 
 class World:
-    """Where this process sits in a data-parallel run: one process here.  A later
-    ``--distributed`` option replaces it (rank, size, a communicator for the Trainer)."""
+    """Where this process sits in a data-parallel run: one process here
+    (:class:`MPIWorld` under ``--distributed``)."""
 
     rank = 0
     size = 1
@@ -209,6 +217,42 @@ class World:
     @property
     def is_main(self):
         return self.rank == 0
+
+    def trainer(self, params, name, opt_params):
+        import mxopt_numba as mxo
+        return mxo.Trainer(params, name, opt_params, communicator=self.communicator)
+
+    def total(self, values):
+        """``values`` summed over the processes (float64 array)."""
+        return np.asarray(values, dtype=np.float64)
+
+
+class MPIWorld(World):
+    """``--distributed``: this process's place in an MPI launch, a DistributedTrainer."""
+
+    def __init__(self, shard_states=False):
+        from . import distributed
+        self.communicator = distributed.init("mpi")
+        self.rank, self.size = self.communicator.rank, self.communicator.size
+        self.shard_states = shard_states
+
+    def trainer(self, params, name, opt_params):
+        from .distributed import DistributedTrainer
+        return DistributedTrainer(params, name, opt_params, communicator=self.communicator,
+                                  shard_states=self.shard_states)
+
+    def total(self, values):
+        values = np.array(values, dtype=np.float64)
+        self.communicator.allreduce(values)
+        return values
+
+
+def make_world(args):
+    if getattr(args, "shard_states", False) and not getattr(args, "distributed", False):
+        raise ValueError("--shard-states needs --distributed")
+    if getattr(args, "distributed", False):
+        return MPIWorld(shard_states=args.shard_states)
+    return World()
 
 
 def _load_digits(test_fraction, seed):
@@ -251,7 +295,7 @@ def _progress(disable):
 
 def main(args):
     try:
-        return run(args, World())
+        return run(args, make_world(args))
     except ValueError as exc:       # bad option values: a message, not a traceback
         print("error: %s" % exc, file=sys.stderr)
         return 2
@@ -294,7 +338,7 @@ def run(args, world):
     else:
         make_scheduler("none", None, total, sched_params)
 
-    trainer = mxo.Trainer(model.params, name, opt_params, communicator=world.communicator)
+    trainer = world.trainer(model.params, name, opt_params)
     base_lr = trainer.optimizer.lr
     if world.is_main:
         shown = {k: v for k, v in opt_params.items() if k != "lr_scheduler"}
@@ -305,6 +349,10 @@ def run(args, world):
             name, ", ".join("%s=%r" % kv for kv in sorted(shown.items())), base_lr,
             "" if args.lr_scheduler == "none" else ", %s schedule" % args.lr_scheduler,
             args.epochs, steps_per_epoch, args.batch_size))
+        if world.size > 1:
+            sharded = getattr(world, "shard_states", False)
+            print("distributed: %d processes, each computes 1/%d of every batch%s"
+                  % (world.size, world.size, "; optimizer state sharded" if sharded else ""))
         if dtype == np.float16 and not args.multi_precision:
             print("note: float16 weights without --multi-precision are rounded to float16 every step")
         sys.stdout.flush()
@@ -345,14 +393,15 @@ def _epochs(args, world, model, trainer, x_train, y_train, x_test, y_test, bar_c
             mine = world.shard(batch)
             loss, hits = model.forward_backward(x_train[mine], y_train[mine])
             trainer.step(len(batch))
-            step_losses.append(loss / len(mine))
+            step_losses.append(loss / max(len(mine), 1))
             loss_sum += loss
             correct += hits
             seen += len(mine)
-            bar.set_postfix(loss="%.4f" % (loss / len(mine)), refresh=False,
+            bar.set_postfix(loss="%.4f" % (loss / max(len(mine), 1)), refresh=False,
                             samples_s="%.0f" % (seen / max(time.perf_counter() - t0, 1e-9)))
         bar.close()
         elapsed = time.perf_counter() - t0
+        loss_sum, correct, seen = world.total([loss_sum, correct, seen])
         test_acc = model.accuracy(x_test, y_test)
         epoch_losses.append(loss_sum / seen)
         if not np.isfinite(epoch_losses[-1]):
