@@ -45,28 +45,35 @@ states (and float32 master copies under multi-precision) exist for the pieces on
 
 ``partition`` chooses the ranges.  ``'elements'``: equal ranges, parameters may be cut
 (needs an element-wise rule, or a layer-wise one whose per-tensor sums go through the
-``norm_reducer`` hook, see below).  ``'params'``: ranges end at parameter boundaries, every
-parameter lives whole on one process (works for any rule whose update of a tensor depends
-on that tensor only, e.g. GroupAdaGrad's row statistics; ranges are less even).
-``'auto'`` takes ``'elements'`` where it is exact, else ``'params'``.
+``norm_reducer`` hook, see below; the library's element-wise rules are known, another
+optimizer class declares itself with a class attribute ``elementwise = True``).
+``'params'``: ranges end at parameter boundaries, every parameter lives whole on one
+process (works for any rule whose update of a tensor depends on that tensor only, e.g.
+GroupAdaGrad's row statistics; ranges are less even).  ``'auto'`` takes ``'elements'``
+where it is exact, else ``'params'``.  SGLD is refused: its noise comes per tensor from
+one process-wide stream, which shards would replay.
 
 Layer-wise rules (LARS, LAMB, LANS, LBSGD) need norms of whole tensors.  Their fused path
 computes per-tensor sums of squares in one call (``launch_sums`` in
 ``optimizer/lars.py``); the extension point is an optimizer attribute
 ``norm_reducer``: a callable that receives that ``(n_tensors, k)`` float64 array of this
 process's partial sums (rows in the order of the update call's indices) and returns the
-sums over all processes.  The trainer installs one (an allreduce) under sharding; it is
-effective once ``launch_sums`` applies ``opt.norm_reducer`` to its result, which
-``'auto'`` detects (until then such rules are sharded with ``partition='params'``).
+sums over all processes.  The trainer sets it on the optimizer (an allreduce) under
+sharding; it is effective once ``launch_sums`` applies ``opt.norm_reducer`` to its
+result, which ``'auto'`` detects (until then such rules are sharded with
+``partition='params'``).  Only the fused path goes through it: with
+``use_fused_step=False`` these rules use ``'params'``.
 
 Exactness.  The sum of two processes' gradients is ``a + b`` (commutative), so with 2
 processes every element-wise rule gives bitwise the single-process result on ``g0 + g1``
 (float32 and float64; float16/bfloat16 gradients are summed in float32 and rounded once,
-like NumPy's ``g0 + g1``).  With more processes the order of MPI's sum is the library's
-choice: results agree with a single-process run to the rounding of a float sum (a few
-ulp).  With ``'elements'``, a layer-wise rule's norm is the sum of per-shard float64
-partial sums: relative differences of about 1e-16 in the norms, which can move a float32
-weight by one ulp now and then; with ``'params'`` nothing changes.
+like NumPy's ``g0 + g1``).  With more processes the order of the sum is the
+communicator's (MPI's own, or the pairwise order of :class:`MPICommunicator`): results
+agree with a single-process run to the rounding of a float sum (a few ulp), and every
+process still holds the same bits.  With ``'elements'``, a layer-wise rule's norm is the
+sum of per-shard float64 partial sums: relative differences of about 1e-16 in the norms,
+which can move a float32 weight by one ulp now and then (tests allow 1e-6 relative; they
+have seen none); with ``'params'`` nothing changes.
 
 Oversubscription.  Each process runs Numba's thread pool; with as many processes as cores
 use one thread per process (``NUMBA_NUM_THREADS=1``, and ``OMP_WAIT_POLICY=passive`` so
@@ -563,6 +570,10 @@ def _param_bounds(offsets, sizes, total, size):
 
 
 class _Piece:
+    """The part ``start:stop`` (flat elements) of parameter ``index`` that this process
+    updates: views of the weight buffer and of the gradient shard, in the parameter's
+    shape when ``whole``, else 1-D (empty outside the range)."""
+
     __slots__ = ("index", "weight", "grad", "start", "stop", "whole")
 
 
@@ -617,7 +628,7 @@ class DistributedTrainer(Trainer):
         self._broadcast_initial()
         if self._shard:
             self._build_pieces()
-            self._install_reducer(self.optimizer)
+        self._install_reducer(self.optimizer)
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -700,8 +711,7 @@ class DistributedTrainer(Trainer):
             b = _Bucket()
             b.dtype, b.grad_dtype, b.members = dtype, grad_dtype, members
             b.sizes = [self._params[k]._data.size for k in members]
-            b.offsets = np.concatenate([[0], np.cumsum(b.sizes)[:-1]]).astype(np.int64).tolist() \
-                if members else []
+            b.offsets = _displacements(b.sizes)
             b.total = int(sum(b.sizes))
             b.weight = np.empty(b.total, dtype=dtype)
             b.grad = np.empty(b.total, dtype=grad_dtype)
@@ -717,6 +727,7 @@ class DistributedTrainer(Trainer):
             self._trainable.extend(members)
         self._trainable.sort()
         self._views = {k: (self._params[k]._data, self._params[k]._grad) for k in self._trainable}
+        self._frozen = [k for k, p in enumerate(self._params) if p._grad is None]
         self._lists = None
 
     def _broadcast_initial(self):
@@ -742,11 +753,11 @@ class DistributedTrainer(Trainer):
             for k, off, n in zip(b.members, b.offsets, b.sizes):
                 shape = self._params[k].shape
                 start, stop = max(off, lo), min(off + n, hi)
-                if stop <= start:
+                if stop <= start:                   # outside this process's range
                     start = stop = min(max(off, lo), hi)
                 piece = _Piece()
                 piece.index = k
-                piece.start, piece.stop = start - off, stop - off
+                piece.start, piece.stop = (start - off, stop - off) if stop > start else (0, 0)
                 piece.whole = stop - start == n
                 w = b.weight[start:stop]
                 g = b.grad_shard[start - lo:stop - lo]
@@ -761,6 +772,8 @@ class DistributedTrainer(Trainer):
                              [p.grad for p in self._pieces])
 
     def _install_reducer(self, opt):
+        if getattr(opt.__dict__.get("norm_reducer"), "_distributed_trainer", False):
+            del opt.norm_reducer        # left by an earlier DistributedTrainer
         if not self._shard or _rule_kind(opt) != "norms" or self._partition != "elements":
             return
         comm = self._comm
@@ -772,6 +785,7 @@ class DistributedTrainer(Trainer):
             comm.allreduce(sums)
             self.timings["norms"] += time.perf_counter() - t0
             return sums
+        reduce_norms._distributed_trainer = True
         opt.norm_reducer = reduce_norms
 
     # ------------------------------------------------------------------ training
@@ -782,6 +796,10 @@ class DistributedTrainer(Trainer):
             if p._data is not d or p._grad is not g:
                 raise RuntimeError("parameter %r changed its arrays or grad_req after the "
                                    "DistributedTrainer was created; create a new trainer" % p.name)
+        for k in self._frozen:
+            if params[k]._grad is not None:
+                raise RuntimeError("parameter %r had grad_req='null' when the DistributedTrainer was "
+                                   "created and has a gradient now; create a new trainer" % params[k].name)
 
     def allreduce_grads(self):
         """Sum the gradients over all processes (in place); under ``shard_states``,

@@ -263,6 +263,26 @@ def test_parameters_become_views_of_flat_buffers():
     params[0].grad_req = "null"
     with pytest.raises(RuntimeError, match="changed its arrays"):
         trainer.step(1)
+    params[0].grad_req = "write"
+    trainer = distributed.DistributedTrainer(params, "sgd", communicator=SINGLE)
+    params[-2].grad_req = "write"      # frozen when the trainer was made
+    with pytest.raises(RuntimeError, match="grad_req='null' when"):
+        trainer.step(1)
+
+
+def test_norm_reducer_of_an_earlier_trainer_is_removed():
+    opt = mxo.optimizer.create("lamb")
+
+    def stale(sums):
+        raise AssertionError("called")
+    stale._distributed_trainer = True
+    opt.norm_reducer = stale
+    params = make_params()
+    trainer = distributed.DistributedTrainer(params, opt, communicator=SINGLE)
+    assert "norm_reducer" not in vars(opt)
+    for p in params:
+        p.grad[...] = 1.0
+    trainer.step(1)
 
 
 # ---------------------------------------------------------------------- exactness
