@@ -12,7 +12,7 @@ import math
 
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+from ._common import coupled_grad, cpu_kernel, load, master_view, scalar_rule, store, store_weight, view
 
 
 # --------------------------------------------------------------------------- scalar rule
@@ -39,20 +39,11 @@ def multi_adadelta_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, maste
         g = view(ptrs, t, 1, start, n, g_fmt)
         ag = view(ptrs, t, 3, start, n, state_fmt)
         ad = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(n):
-                new_w, new_ag, new_ad = adadelta_step(load(w, i), load(g, i), load(ag, i), load(ad, i),
-                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
-                store(ag, i, new_ag)
-                store(ad, i, new_ad)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w, new_ag, new_ad = adadelta_step(w32[i], load(g, i), load(ag, i), load(ad, i),
-                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
-                store(ag, i, new_ag)
-                store(ad, i, new_ad)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w, new_ag, new_ad = adadelta_step(load(w32, i), load(g, i), load(ag, i), load(ad, i),
+                                                  lr, wd, rho, one_minus_rho, eps, rescale, clip)
+            store(ag, i, new_ag)
+            store(ad, i, new_ad)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -11,7 +11,7 @@ import math
 
 from numba import prange
 
-from ._common import cpu_kernel, load, rescaled, scalar_rule, store, view
+from ._common import cpu_kernel, load, master_view, rescaled, scalar_rule, store, store_weight, view
 
 
 # --------------------------------------------------------------------------- scalar rule
@@ -44,20 +44,11 @@ def multi_ftrl_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         g = view(ptrs, t, 1, start, n, g_fmt)
         z = view(ptrs, t, 3, start, n, state_fmt)
         sq = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(n):
-                new_w, new_z, new_n = ftrl_step(load(w, i), load(g, i), load(z, i), load(sq, i),
-                                                lr, wd, lamda1, beta, rescale, clip)
-                store(z, i, new_z)
-                store(sq, i, new_n)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w, new_z, new_n = ftrl_step(w32[i], load(g, i), load(z, i), load(sq, i),
-                                                lr, wd, lamda1, beta, rescale, clip)
-                store(z, i, new_z)
-                store(sq, i, new_n)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w, new_z, new_n = ftrl_step(load(w32, i), load(g, i), load(z, i), load(sq, i),
+                                            lr, wd, lamda1, beta, rescale, clip)
+            store(z, i, new_z)
+            store(sq, i, new_n)
+            store_weight(w, w32, i, new_w, master_fmt)
