@@ -6,7 +6,7 @@
 """
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+from ._common import coupled_grad, cpu_kernel, load, master_view, scalar_rule, store, store_weight, view
 
 
 # --------------------------------------------------------------------------- scalar rules
@@ -32,16 +32,11 @@ def multi_sgd_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(n):
-                store(w, i, sgd_step(load(w, i), load(g, i), lr, wd, rescale, clip))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w = sgd_step(w32[i], load(g, i), lr, wd, rescale, clip)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w = sgd_step(load(w32, i), load(g, i), lr, wd, rescale, clip)
+            store_weight(w, w32, i, new_w, master_fmt)
 
 
 @cpu_kernel
@@ -52,18 +47,10 @@ def multi_sgd_mom_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(n):
-                new_w, new_m = sgd_mom_step(load(w, i), load(g, i), load(m, i), lr, wd, momentum,
-                                            rescale, clip)
-                store(m, i, new_m)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w, new_m = sgd_mom_step(w32[i], load(g, i), load(m, i), lr, wd, momentum,
-                                            rescale, clip)
-                store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w, new_m = sgd_mom_step(load(w32, i), load(g, i), load(m, i), lr, wd, momentum,
+                                        rescale, clip)
+            store(m, i, new_m)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -15,7 +15,7 @@ The offset is split in two so that float32 coefficients hold it exactly.
 import numpy as np
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+from ._common import coupled_grad, cpu_kernel, load, master_view, scalar_rule, store_weight, view
 
 #: the offset of a tensor's noise is ``hi * OFFSET_SPLIT + lo`` (both exact in float32);
 #: the kernel spells the same number as a literal
@@ -39,15 +39,9 @@ def multi_sgld_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         half_lr, wd = coefs[t, 0], wds[t]
         base = np.int64(coefs[t, 1]) * 16777216 + np.int64(coefs[t, 2]) + start
-        if master_fmt is None:
-            for i in range(n):
-                store(w, i, sgld_step(load(w, i), load(g, i), noise[base + i], half_lr, wd,
-                                      rescale, clip))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w = sgld_step(w32[i], load(g, i), noise[base + i], half_lr, wd, rescale, clip)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w = sgld_step(load(w32, i), load(g, i), noise[base + i], half_lr, wd, rescale, clip)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -13,7 +13,7 @@ arguments so that float32 kernels stay in float32.
 """
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, scalar_rule, store, view
+from ._common import coupled_grad, cpu_kernel, load, master_view, scalar_rule, store, store_weight, view
 
 
 # --------------------------------------------------------------------------- scalar rules
@@ -53,21 +53,13 @@ def multi_signum_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd, decay = lrs[t], wds[t], coefs[t, 0]
-        if master_fmt is None:
-            for i in range(n):
-                new_w, new_m = signum_step(load(w, i), load(g, i), load(m, i), lr, wd, momentum,
-                                           one_minus_momentum, decay, rescale, clip)
-                store(m, i, new_m)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w, new_m = signum_step(w32[i], load(g, i), load(m, i), lr, wd, momentum,
-                                           one_minus_momentum, decay, rescale, clip)
-                store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w, new_m = signum_step(load(w32, i), load(g, i), load(m, i), lr, wd, momentum,
+                                       one_minus_momentum, decay, rescale, clip)
+            store(m, i, new_m)
+            store_weight(w, w32, i, new_w, master_fmt)
 
 
 @cpu_kernel
@@ -77,13 +69,8 @@ def multi_signsgd_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, decay = lrs[t], coefs[t, 0]
-        if master_fmt is None:
-            for i in range(n):
-                store(w, i, signsgd_step(load(w, i), load(g, i), lr, decay))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w = signsgd_step(w32[i], load(g, i), lr, decay)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w = signsgd_step(load(w32, i), load(g, i), lr, decay)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -6,7 +6,7 @@ Its state (an unused float32 array) is neither read nor written.
 """
 from numba import prange
 
-from ._common import cpu_kernel, load, scalar_rule, store, view
+from ._common import cpu_kernel, load, master_view, scalar_rule, store_weight, view
 
 
 # --------------------------------------------------------------------------- scalar rules
@@ -27,13 +27,8 @@ def multi_testrule_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, maste
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(n):
-                store(w, i, testrule_step(load(w, i), load(g, i), lr, wd, rescale))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                new_w = testrule_step(w32[i], load(g, i), lr, wd, rescale)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            new_w = testrule_step(load(w32, i), load(g, i), lr, wd, rescale)
+            store_weight(w, w32, i, new_w, master_fmt)
