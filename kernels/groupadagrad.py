@@ -22,7 +22,7 @@ import math
 import numpy as np
 from numba import prange
 
-from ._common import cpu_kernel, load, rescaled, scalar_rule, store, view
+from ._common import cpu_kernel, load, master_view, rescaled, scalar_rule, store, store_weight, view
 
 #: the column count travels as ``hi * COLS_SPLIT + lo`` (both exact in float32)
 COLS_SPLIT = 4096
@@ -71,12 +71,7 @@ def multi_group_adagrad_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, 
             store(h, 0, group_adagrad_history(load(h, 0), sum_sq, cols_f))
             new_h = load(h, 0)
             w = view(ptrs, t, 0, r * cols, cols, w_fmt)
-            if master_fmt is None:
-                for i in range(cols):
-                    store(w, i, group_adagrad_step(load(w, i), load(g, i), new_h, lr, eps, rescale, clip))
-            else:
-                w32 = view(ptrs, t, 2, r * cols, cols, master_fmt)
-                for i in range(cols):
-                    new_w = group_adagrad_step(w32[i], load(g, i), new_h, lr, eps, rescale, clip)
-                    w32[i] = new_w
-                    store(w, i, new_w)
+            w32 = master_view(ptrs, t, r * cols, cols, w_fmt, master_fmt)
+            for i in range(cols):
+                new_w = group_adagrad_step(load(w32, i), load(g, i), new_h, lr, eps, rescale, clip)
+                store_weight(w, w32, i, new_w, master_fmt)

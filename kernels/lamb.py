@@ -16,7 +16,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._common import cpu_kernel, load, rescaled, scalar_rule, store, view
+from ._common import cpu_kernel, load, master_view, rescaled, scalar_rule, store, store_weight, view
 from .norms import add_square, tensor_sums
 
 
@@ -70,15 +70,10 @@ def multi_lamb_phase1_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         wd, c1, c2 = wds[t], coefs[t, 0], coefs[t, 1]
-        if master_fmt is None:
-            w = view(ptrs, t, 0, start, n, w_fmt)
-            sw, sr = _phase1_block(w, g, m, v, wd, c1, c2, beta1, one_minus_beta1, beta2,
-                                   one_minus_beta2, epsilon, rescale, clip)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            sw, sr = _phase1_block(w32, g, m, v, wd, c1, c2, beta1, one_minus_beta1, beta2,
-                                   one_minus_beta2, epsilon, rescale, clip)
+        sw, sr = _phase1_block(w32, g, m, v, wd, c1, c2, beta1, one_minus_beta1, beta2,
+                               one_minus_beta2, epsilon, rescale, clip)
         partials[b, 0] = sw
         partials[b, 1] = sr
     return tensor_sums(blocks, partials, ptrs.shape[0])
@@ -93,17 +88,9 @@ def multi_lamb_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         w = view(ptrs, t, 0, start, n, w_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd, c1, c2 = lrs[t], wds[t], coefs[t, 0], coefs[t, 1]
-        if master_fmt is None:
-            for i in range(n):
-                wi = load(w, i)
-                r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                store(w, i, lamb_step(wi, r, lr))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                wi = w32[i]
-                r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                new_w = lamb_step(wi, r, lr)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            wi = load(w32, i)
+            r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
+            store_weight(w, w32, i, lamb_step(wi, r, lr), master_fmt)

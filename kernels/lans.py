@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ._common import clip as clip_to, cpu_kernel, load, scalar_rule, store, view
+from ._common import clip as clip_to, cpu_kernel, load, master_view, scalar_rule, store, store_weight, view
 from .norms import add_square, tensor_sums
 
 
@@ -80,15 +80,10 @@ def multi_lans_phase1_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         wd, gscale, c1, c2 = wds[t], coefs[t, 0], coefs[t, 1], coefs[t, 2]
-        if master_fmt is None:
-            w = view(ptrs, t, 0, start, n, w_fmt)
-            sm, sg = _phase1_block(w, g, m, v, wd, gscale, c1, c2, beta1, one_minus_beta1, beta2,
-                                   one_minus_beta2, epsilon, clip)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            sm, sg = _phase1_block(w32, g, m, v, wd, gscale, c1, c2, beta1, one_minus_beta1, beta2,
-                                   one_minus_beta2, epsilon, clip)
+        sm, sg = _phase1_block(w32, g, m, v, wd, gscale, c1, c2, beta1, one_minus_beta1, beta2,
+                               one_minus_beta2, epsilon, clip)
         partials[b, 0] = sm
         partials[b, 1] = sg
     return tensor_sums(blocks, partials, ptrs.shape[0])
@@ -104,20 +99,11 @@ def multi_lans_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         wd, gscale, c1, c2 = wds[t], coefs[t, 0], coefs[t, 1], coefs[t, 2]
         lr_m, lr_g = coefs[t, 3], coefs[t, 4]
-        if master_fmt is None:
-            for i in range(n):
-                wi = load(w, i)
-                gn = lans_grad(load(g, i), gscale, clip)
-                rm, rg = lans_directions(wi, gn, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                store(w, i, lans_step(wi, rm, rg, lr_m, lr_g))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(n):
-                wi = w32[i]
-                gn = lans_grad(load(g, i), gscale, clip)
-                rm, rg = lans_directions(wi, gn, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                new_w = lans_step(wi, rm, rg, lr_m, lr_g)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(n):
+            wi = load(w32, i)
+            gn = lans_grad(load(g, i), gscale, clip)
+            rm, rg = lans_directions(wi, gn, load(m, i), load(v, i), wd, c1, c2, epsilon)
+            store_weight(w, w32, i, lans_step(wi, rm, rg, lr_m, lr_g), master_fmt)

@@ -13,7 +13,7 @@ SGD kernels directly.  ``lrs`` hold the warm-up-scaled learning rates.
 import numpy as np
 from numba import njit, prange
 
-from ._common import cpu_kernel, load, scalar_rule, store, view
+from ._common import cpu_kernel, load, master_view, scalar_rule, store, store_weight, view
 from .norms import add_square, tensor_sums
 from .sgd import sgd_mom_step, sgd_step
 
@@ -55,12 +55,8 @@ def multi_lbsgd_sum_sq_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_f
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         g = view(ptrs, t, 1, start, n, g_fmt)
         c = view(ptrs, t, 3, start, n, state_fmt)
-        if master_fmt is None:
-            w = view(ptrs, t, 0, start, n, w_fmt)
-            sw, sg = _sum_sq_block(w, g, c, batch_scale)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            sw, sg = _sum_sq_block(w32, g, c, batch_scale)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        sw, sg = _sum_sq_block(w32, g, c, batch_scale)
         partials[b, 0] = sw
         partials[b, 1] = sg
     return tensor_sums(blocks, partials, ptrs.shape[0])
@@ -74,22 +70,16 @@ def multi_lbsgd_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_f
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         c = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
         if coefs[t, 0] == 0:
             for i in range(n):
                 store(c, i, lbsgd_accumulate(load(c, i), load(g, i)))
-        elif master_fmt is None:
-            for i in range(n):
-                gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                store(w, i, sgd_step(load(w, i), gm, lr, wd, rescale, clip))
-                store(c, i, 0.0)
         else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
             for i in range(n):
                 gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                new_w = sgd_step(w32[i], gm, lr, wd, rescale, clip)
-                w32[i] = new_w
-                store(w, i, new_w)
+                new_w = sgd_step(load(w32, i), gm, lr, wd, rescale, clip)
+                store_weight(w, w32, i, new_w, master_fmt)
                 store(c, i, 0.0)
 
 
@@ -102,23 +92,15 @@ def multi_lbsgd_mom_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, mast
         g = view(ptrs, t, 1, start, n, g_fmt)
         c = view(ptrs, t, 3, start, n, state_fmt)
         m = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
         if coefs[t, 0] == 0:
             for i in range(n):
                 store(c, i, lbsgd_accumulate(load(c, i), load(g, i)))
-        elif master_fmt is None:
-            for i in range(n):
-                gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                new_w, new_m = sgd_mom_step(load(w, i), gm, load(m, i), lr, wd, momentum, rescale, clip)
-                store(m, i, new_m)
-                store(w, i, new_w)
-                store(c, i, 0.0)
         else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
             for i in range(n):
                 gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                new_w, new_m = sgd_mom_step(w32[i], gm, load(m, i), lr, wd, momentum, rescale, clip)
+                new_w, new_m = sgd_mom_step(load(w32, i), gm, load(m, i), lr, wd, momentum, rescale, clip)
                 store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+                store_weight(w, w32, i, new_w, master_fmt)
                 store(c, i, 0.0)

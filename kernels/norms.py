@@ -22,7 +22,7 @@ stays on its two instructions and never reaches the update arithmetic around it.
 import numpy as np
 from numba import njit, prange
 
-from ._common import cpu_kernel, load, view
+from ._common import cpu_kernel, load, master_view, view
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -70,12 +70,8 @@ def multi_sum_sq_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, st
     for b in prange(n_blocks):
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         g = view(ptrs, t, 1, start, n, g_fmt)
-        if master_fmt is None:
-            w = view(ptrs, t, 0, start, n, w_fmt)
-            sw, sg = _sum_sq_block(w, g, grad_scale)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            sw, sg = _sum_sq_block(w32, g, grad_scale)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        sw, sg = _sum_sq_block(w32, g, grad_scale)
         partials[b, 0] = sw
         partials[b, 1] = sg
     return tensor_sums(blocks, partials, ptrs.shape[0])
