@@ -2,7 +2,6 @@
 launcher the layer-wise optimizers (LARS, LAMB, LANS, LBSGD) share."""
 import numpy as np
 
-from ..kernels import _launch as launch
 from ..kernels import norms as norm_kernels
 from ..kernels import sgd as sgd_kernels
 from ..sparse import RowSparseArray
@@ -19,8 +18,8 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
     """Run a reduction kernel over the chunk (one call per storage layout, usually one) and
     return its per-tensor float64 sums as an array with one row per tensor.
 
-    Same arguments, casts and state-count check as :meth:`Optimizer._launch`; the kernel
-    returns the sums of its own tensors, which land in their rows here.
+    Same arguments as :meth:`Optimizer._launch`, which scatters each launch's rows back
+    into call order.
     """
     plan = opt._active
     if plan is None or plan.indices is not indices:
@@ -28,34 +27,13 @@ def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=
     if plan.slots is None:
         # a row plan (lazy row_sparse update) addresses rows: its sums would not be norms
         raise RuntimeError("per-tensor sums need whole tensors, not the rows of a lazy update")
-    n = len(weights)
-    lrs = np.asarray(lrs, dtype=np.float64)
-    wds = np.asarray(wds, dtype=np.float64)
-    coefs = np.zeros((n, 1)) if coefs is None else np.asarray(coefs, dtype=np.float64)
-    if coefs.ndim == 1:
-        coefs = coefs[:, None]
-    out = None
-    for group in plan.groups:
-        if n_states is not None and group.ptrs.shape[1] - 3 != n_states:
-            raise ValueError("%s expects %d state array(s) per weight, the given states hold %d; "
-                             "were the states created with other hyperparameters?"
-                             % (type(opt).__name__, n_states, group.ptrs.shape[1] - 3))
-        ct = group.compute
-        rows = group.positions
-        if rows is None:
-            glrs, gwds, gcoefs = lrs, wds, coefs
-        else:
-            glrs, gwds, gcoefs = lrs[rows], wds[rows], coefs[rows]
-        sums = launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
-                          glrs.astype(ct), gwds.astype(ct), np.ascontiguousarray(gcoefs, dtype=ct),
-                          group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
-                          *[ct(s) for s in scalars])
-        if rows is None:
-            return sums
-        if out is None:
-            out = np.zeros((n, sums.shape[1]), dtype=np.float64)
-        out[rows] = sums
-    return np.zeros((n, 2), dtype=np.float64) if out is None else out
+    sums = opt._launch(kernel, indices, weights, grads, states, lrs, wds, scalars, coefs, n_states)
+    if sums is None:
+        sums = np.zeros((len(weights), 2), dtype=np.float64)
+    # under sharded distributed training a tensor's sums are partial: add them up across
+    # processes (every process calls this the same number of times)
+    reducer = opt.norm_reducer
+    return sums if reducer is None else reducer(sums)
 
 
 def l2norm(x):

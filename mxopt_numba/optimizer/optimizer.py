@@ -182,6 +182,10 @@ class Optimizer:
     #: default of ``use_fused_step`` when the caller passes None
     fused_by_default = False
 
+    #: distributed training sets this to a function that sums per-tensor partial sums of
+    #: squares across processes (layer-wise rules call it on their norms); None alone
+    norm_reducer = None
+
     def __init__(self, rescale_grad=1.0, param_idx2name=None, wd=0.0, clip_gradient=None,
                  learning_rate=None, lr_scheduler=None, sym=None, begin_num_update=0,
                  multi_precision=False, param_dict=None, aggregate_num=None,
@@ -681,30 +685,45 @@ class Optimizer:
         float reaches a kernel.  ``n_states``: the state arrays the kernel reads per tensor;
         a state of another layout (say, momentum switched on after the states were made)
         is an error rather than a read through a missing address.
+
+        Reduction kernels return one row per tensor of their launch; those rows come back
+        in call order (None for kernels that return nothing).
         """
         plan = self._active
         if plan is None or plan.indices is not indices:
             plan = self._plan(indices, weights, grads, states)
+        n = len(weights)
         lrs = np.asarray(lrs, dtype=np.float64)
         wds = np.asarray(wds, dtype=np.float64)
-        coefs = np.zeros((len(weights), 1)) if coefs is None else np.asarray(coefs, dtype=np.float64)
+        coefs = np.zeros((n, 1)) if coefs is None else np.asarray(coefs, dtype=np.float64)
         if coefs.ndim == 1:
             coefs = coefs[:, None]
+        out = None
         for group in plan.groups:
             if n_states is not None and group.ptrs.shape[1] - 3 != n_states:
                 raise ValueError("%s expects %d state array(s) per weight, the given states hold %d; "
                                  "were the states created with other hyperparameters?"
                                  % (type(self).__name__, n_states, group.ptrs.shape[1] - 3))
             ct = group.compute
-            if group.positions is None:
+            rows = group.positions
+            if rows is None:
                 glrs, gwds, gcoefs = lrs, wds, coefs
             else:
-                glrs, gwds, gcoefs = lrs[group.positions], wds[group.positions], coefs[group.positions]
-            launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
-                       glrs.astype(ct), gwds.astype(ct), np.ascontiguousarray(gcoefs, dtype=ct),
-                       group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
-                       *[np.ascontiguousarray(s, dtype=ct) if isinstance(s, np.ndarray) else ct(s)
-                         for s in scalars])
+                glrs, gwds, gcoefs = lrs[rows], wds[rows], coefs[rows]
+            result = launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
+                                glrs.astype(ct), gwds.astype(ct), np.ascontiguousarray(gcoefs, dtype=ct),
+                                group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
+                                *[np.ascontiguousarray(s, dtype=ct) if isinstance(s, np.ndarray) else ct(s)
+                                  for s in scalars])
+            if result is None:
+                continue
+            if rows is None:
+                out = result
+            else:
+                if out is None:
+                    out = np.zeros((n,) + result.shape[1:], dtype=result.dtype)
+                out[rows] = result
+        return out
 
     # ------------------------------------------------------------------ NumPy helpers for step()
     def _rescaled(self, grad):
@@ -723,6 +742,7 @@ class Optimizer:
     def __getstate__(self):
         ret = self.__dict__.copy()
         ret.pop("param_dict", None)
+        ret.pop("norm_reducer", None)
         ret["_plans"] = collections.OrderedDict()
         ret["_active"] = None
         return ret

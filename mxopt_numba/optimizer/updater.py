@@ -11,7 +11,8 @@ from .optimizer import Optimizer, _registry, state_leaves
 
 __all__ = ["Updater", "get_updater"]
 
-_SKIP_ATTRS = {"param_dict", "_plans", "_active", "_all_index_update_counts", "_index_update_count"}
+_SKIP_ATTRS = {"param_dict", "_plans", "_active", "_all_index_update_counts", "_index_update_count",
+               "norm_reducer"}
 
 
 class _Chunk:
