@@ -19,7 +19,6 @@ import types as types_module
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
 import numba
 

@@ -6,7 +6,6 @@ JSON, so a file can never run code; anything malformed raises :class:`StateForma
 """
 import io
 import json
-import math
 import zipfile
 
 import numpy as np

@@ -3,7 +3,6 @@ magnitudes and aggregation sizes.  The default profile is quick; set
 HYPOTHESIS_PROFILE=ci for the long run."""
 import ml_dtypes
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,6 +1,5 @@
 """The Optimizer base class and the Updater: call forms, counts, lr/wd resolution,
 multi-precision states, saving and loading, and bad input."""
-import io
 import pickle
 import types
 import warnings
