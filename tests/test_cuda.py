@@ -19,6 +19,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from numba.core import types as nb_types
 
 import mxopt_numba as mxo
 from cases import CASES
@@ -39,7 +40,22 @@ except Exception:       # pragma: no cover - numba without a CUDA target
 needs_cuda = pytest.mark.skipif(not HAVE_CUDA, reason="no CUDA device and NUMBA_ENABLE_CUDASIM is not set")
 SIMULATOR = HAVE_CUDA and "simulator" in cuda.jit.__module__
 
-GRID, THREADS, TABLE_BLOCK = 2, 16, 32
+GRID, THREADS, TABLE_BLOCK = 2, 8, 32
+
+
+@pytest.fixture(autouse=True)
+def _short_switch_interval():
+    """A simulated ``syncthreads`` waits for Python's GIL to change hands (every 5 ms by
+    default), which made each reduction launch take half a second; switch more often."""
+    if not SIMULATOR:
+        yield
+        return
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 # --------------------------------------------------------------------------- inventory (no CUDA needed)
@@ -244,3 +260,197 @@ def test_twin_matches_cpu_kernel(module, name, layout):
             assert_same(leaf, d["states"][k][p], "state %d of tensor %d" % (p, k))
     if cpu_sums is not None:
         np.testing.assert_allclose(gpu_sums, cpu_sums, rtol=1e-12)
+
+
+# --------------------------------------------------------------------------- optimizers on device arrays
+
+@pytest.fixture
+def device_routing(monkeypatch):
+    """Route device arrays to the GPU path the way ``optimizer.py`` and ``updater.py`` do
+    once they call ``_device`` (a no-op from then on; the layer-wise reductions go through
+    ``Optimizer._launch`` too), with the launch geometry shrunk for the simulator."""
+    from mxopt_numba.optimizer import _gpu_launch, updater
+    from mxopt_numba.optimizer import optimizer as base
+    monkeypatch.setattr(_gpu_launch.config, "threads_per_block", THREADS)
+    monkeypatch.setattr(_gpu_launch.config, "max_blocks", GRID)
+    monkeypatch.setattr(_gpu_launch.config, "block_elements", TABLE_BLOCK)
+    if getattr(base, "_device", None) is not None:
+        return
+    cls = base.Optimizer
+    update, launch_, create_mp = cls.update, cls._launch, cls.create_state_multi_precision
+
+    def routed_update(self, indices, weights, grads, states):
+        i, w, g, s = base._as_lists(indices, weights, grads, states)
+        if w and not isinstance(w[0], np.ndarray) and _device.on_device(w, g, s):
+            return _gpu_launch.update(self, i, w, g, s)
+        return update(self, indices, weights, grads, states)
+
+    def routed_launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
+                      n_states=None):
+        if getattr(self._active, "on_device", False):
+            return _gpu_launch.launch_gpu(self, kernel, indices, weights, grads, states, lrs, wds, scalars,
+                                          coefs, n_states)
+        return launch_(self, kernel, indices, weights, grads, states, lrs, wds, scalars, coefs, n_states)
+
+    def routed_create(self, index, weight):
+        if _device.is_device_array(weight):
+            return _device.create_state(self, index, weight)
+        return create_mp(self, index, weight)
+
+    monkeypatch.setattr(cls, "update", routed_update)
+    monkeypatch.setattr(cls, "_launch", routed_launch)
+    monkeypatch.setattr(cls, "create_state_multi_precision", routed_create)
+    monkeypatch.setattr(cls, "uses_master", lambda self, w: self.multi_precision
+                        and base.is_low_precision(_device.dtype_of(w)))
+    monkeypatch.setattr(updater, "np", _UpdaterNumpy())
+
+
+class _UpdaterNumpy:
+    """NumPy for updater.py, whose dtype grouping calls ``np.asarray(w)``."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def asarray(x, *args, **kwargs):
+        if _device.is_device_array(x):
+            return np.empty(0, _device.dtype_of(x))
+        return np.asarray(x, *args, **kwargs)
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """Every twin launch of the test: (twin, args)."""
+    from mxopt_numba.optimizer import _gpu_launch
+    seen = []
+    call = _gpu_launch._call
+
+    def spy(twin, grid, threads, args):
+        seen.append((twin, args))
+        return call(twin, grid, threads, args)
+    monkeypatch.setattr(_gpu_launch, "_call", spy)
+    return seen
+
+
+def _small(shape):
+    """Catalog shapes cut down for the simulator (rows still span several table blocks)."""
+    return tuple(min(d, 13) for d in shape)
+
+
+def _run_updater(case, kwargs, dtype, device, steps=2, multi_precision=False, aggregate_num=np.inf):
+    rng = np.random.default_rng(11)
+    shapes = [_small(s) for s in case.shapes]
+    w0 = [rng.standard_normal(s) for s in shapes]
+    if case.positive_weights:
+        w0 = [np.abs(w) + 0.1 for w in w0]
+    grads = [[rng.standard_normal(s) * (1 + 0.5 * k) for k, s in enumerate(shapes)] for _ in range(steps)]
+    put = cuda.to_device if device else (lambda a: a)
+    weights = [put(w.astype(dtype)) for w in w0]
+    opt = mxo.optimizer.create(case.name, multi_precision=multi_precision, **kwargs)
+    opt.aggregate_num = aggregate_num
+    updater = mxo.optimizer.get_updater(opt)
+    mxo.random.seed(1234)
+    for t in range(steps):
+        updater(list(range(len(weights))), [put(g.astype(dtype)) for g in grads[t]], weights)
+    host = (lambda a: a.copy_to_host()) if device else (lambda a: a)
+    states = [[host(x) for x in _device.leaves(updater.states[k])] for k in range(len(weights))]
+    return [host(w) for w in weights], states
+
+
+LAYERWISE = {"lars", "lamb", "lans", "lbsgd"}     # trust ratios from sums added in another order
+
+
+def assert_same_run(got, ref, name):
+    for k, (x, r) in enumerate(zip(got, ref)):
+        if SIMULATOR and name not in LAYERWISE:
+            assert np.array_equal(x.view(np.uint8), r.view(np.uint8)), "%s: tensor %d differs" % (name, k)
+        else:
+            np.testing.assert_allclose(x.astype(np.float64), r.astype(np.float64), rtol=2e-6, atol=1e-7,
+                                       err_msg="%s: tensor %d" % (name, k))
+
+
+def _optimizer_params():
+    out = []
+    for case in CASES:
+        for n, (desc, kwargs) in enumerate(case.configs.items()):
+            out.append(pytest.param(case, kwargs, "fp32", id="%s-%s-fp32" % (case.name, desc)))
+            if n == 0:
+                out.append(pytest.param(case, kwargs, "fp16-mp", id="%s-%s-fp16-mp" % (case.name, desc)))
+                if case.name in FULL_PRECISIONS:
+                    out += [pytest.param(case, kwargs, p, id="%s-%s-%s" % (case.name, desc, p))
+                            for p in ("fp64", "bf16-mp")]
+    return out
+
+
+#: optimizers also run in float64 and bfloat16 here (the kernel tests cover every twin in
+#: every layout; these check the launch path end to end)
+FULL_PRECISIONS = {"sgd", "adam", "groupadagrad", "lamb", "sgld"}
+
+
+RUN_DTYPES = {"fp32": (np.float32, False), "fp64": (np.float64, False), "fp16-mp": (np.float16, True),
+              "bf16-mp": (BF16, True)}
+
+
+@needs_cuda
+@pytest.mark.parametrize("case, kwargs, precision", _optimizer_params())
+def test_optimizer_on_device_matches_host(case, kwargs, precision, device_routing, launches):
+    dtype, mp = RUN_DTYPES[precision]
+    ref_w, ref_s = _run_updater(case, kwargs, dtype, device=False, multi_precision=mp)
+    got_w, got_s = _run_updater(case, kwargs, dtype, device=True, multi_precision=mp)
+    assert launches, "no GPU launch"
+    assert_same_run(got_w, ref_w, case.name)
+    for k, (gs, rs) in enumerate(zip(got_s, ref_s)):
+        assert len(gs) == len(rs)
+        assert_same_run(gs, rs, case.name)
+    # every rule scalar reached its twin in the compute dtype (no Python float: float64 on a GPU)
+    ct = launch.compute_dtype(dtype)
+    for twin, args in launches:
+        for a in args[2:5] + args[9:]:
+            got = _device.dtype_of(a) if _device.is_device_array(a) else type(a)
+            assert got == ct, "%s got %r for a rule argument (expected %s)" % (twin.__name__, got, ct.__name__)
+
+
+# --------------------------------------------------------------------------- real CUDA compilation
+
+def _ptx_compiler():
+    """``cuda.compile_ptx`` when NVVM is usable (numba-cuda with the toolkit wheels), with a
+    stand-in device on machines without a GPU; None under the simulator."""
+    if cuda is None or SIMULATOR:
+        return None
+    try:
+        from numba.cuda import dispatcher
+        if not HAVE_CUDA:          # compile for a stand-in compute capability 8.0 device
+            class _Device:
+                compute_capability = (8, 0)
+            dispatcher.get_current_device = lambda: _Device()
+        cuda.compile_ptx(lambda a: None, (nb_types.Array(nb_types.float32, 1, "C"),), cc=(8, 0))
+    except Exception:
+        return None
+    return cuda.compile_ptx
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(SIMULATOR, reason="the simulator compiles nothing")
+@pytest.mark.parametrize("module, name", cpu_kernels(), ids=lambda x: x)
+def test_twin_compiles_to_ptx_without_float64_math(module, name):
+    """The hardware path (typed pointers, CUDA overloads of load/store/master_view) compiles,
+    and with float32 rule scalars the element-wise twins do no float64 arithmetic (the
+    reductions and GroupAdaGrad's row sums add in float64 on purpose)."""
+    import importlib
+    compile_ptx = _ptx_compiler()
+    if compile_ptx is None:
+        pytest.skip("no NVVM (install numba-cuda with its cu12/cu13 toolkit extra)")
+    types = nb_types
+    gpu_mod = importlib.import_module("mxopt_numba.kernels.gpu." + module)
+    twin = getattr(gpu_mod, name[:-4] + "_gpu")
+    func = getattr(twin, "partials", twin).py_func
+    arr = lambda dt, nd=1: types.Array(dt, nd, "C")
+    for w, master, state in ((types.float32, None, types.float32), (types.uint16, types.float32, types.float32),
+                             (types.int16, types.float32, types.float32)):
+        sig = [arr(types.int64, 2), arr(types.int64, 2), arr(types.float32), arr(types.float32),
+               arr(types.float32, 2), arr(w), arr(w), types.none if master is None else arr(master), arr(state)]
+        for p in list(inspect.signature(func).parameters)[9:]:
+            sig.append(arr(types.float32) if p == "noise" else arr(types.float64, 2) if p == "out" else types.float32)
+        ptx, _ = compile_ptx(func, tuple(sig), cc=(8, 0))
+        if not (hasattr(twin, "run") or module == "groupadagrad"):
+            assert ".f64" not in ptx, "%s does float64 math with float32 scalars" % name

@@ -81,17 +81,48 @@ def _converter(ty):
     return lambda value: value
 
 
+class _SimDevice:
+    """A device function under the simulator: kernels call it as plain Python inside their
+    own namespace (see ``_simulated``)."""
+
+    def __init__(self, func):
+        self.func = func
+
+    def __call__(self, *args):
+        raise RuntimeError("%s is a device function: call it from a GPU kernel" % self.func.__name__)
+
+
 def _simulated(func):
-    """``func`` with every Numba CPU function among its globals wrapped by ``_SimRule``."""
-    namespace = dict(func.__globals__)
-    for name, value in func.__globals__.items():
+    """``func`` for the simulator: one namespace for the kernel and the device functions it
+    calls, where every Numba CPU function is wrapped by ``_SimRule``.
+
+    The simulator swaps ``cuda`` for its per-launch fake module in the kernel's globals
+    once per launch; device functions sharing that namespace see the same fake module
+    without swapping it again per call (per-call swaps race between simulated threads in
+    Numba's built-in simulator).
+    """
+    namespace = {}
+    for value in func.__globals__.values():
+        if isinstance(value, _SimDevice):
+            namespace.update(value.func.__globals__)
+    namespace.update(func.__globals__)
+    for name, value in list(namespace.items()):
         if isinstance(value, CPUDispatcher):
             namespace[name] = _SimRule(value)
+        elif isinstance(value, _SimDevice):
+            namespace[name] = types_module.FunctionType(value.func.__code__, namespace, value.func.__name__,
+                                                        value.func.__defaults__, value.func.__closure__)
     twin = types_module.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__,
                                      func.__closure__)
     twin.__qualname__ = func.__qualname__
     twin.__module__ = func.__module__
     return twin
+
+
+def gpu_device(func):
+    """Decorator of device functions called by the twins (``cuda.jit(device=True)`` on a
+    GPU; under the simulator, code run inside the calling kernel's namespace)."""
+    return _SimDevice(func) if SIMULATOR else cuda.jit(device=True)(func)
 
 
 class GPUKernel:
@@ -200,30 +231,35 @@ if SIMULATOR:
             arr[i] = np.float32(value)
         else:
             arr[i] = np.float64(value)
+
+    def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
+        """The float32 master copy (column 2) under multi-precision, else the weight."""
+        if master_fmt is None:
+            return view(ptrs, tensor, 0, start, length, w_fmt)
+        return view(ptrs, tensor, 2, start, length, master_fmt)
+
+    def store_weight(w, w32, i, value, master_fmt):
+        """A new weight: to the master copy and the rounded weight, or to the weight."""
+        if master_fmt is not None:
+            w32[i] = value
+        store(w, i, value)
 else:
-    from .._common import load, store  # noqa: F401  (the CPU overloads compile for CUDA too)
+    # the CPU overloads (resolved when a kernel compiles) serve the CUDA target as well
+    from .._common import load, store, store_weight  # noqa: F401
 
     @njit(inline="always")
     def view(ptrs, tensor, column, start, length, proto):
         """Typed pointer to element ``start`` of the array at ``ptrs[tensor, column]``."""
         return _address_as_pointer(ptrs[tensor, column] + start * proto.itemsize, proto)
 
+    def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
+        """The float32 master copy (column 2) under multi-precision, else the weight, as a
+        typed pointer (the CPU ``master_view`` builds arrays, which CUDA cannot)."""
+        raise NotImplementedError("only callable from GPU kernels")
 
-def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
-    """The fp32 master copy (column 2) when there is one, else the weight (column 0).
-
-    One name for both, so a loop reading "the weight the rule updates" types once: the
-    choice is made when the kernel compiles (``master_fmt`` None or an array).
-    """
-    if master_fmt is None:
-        return view(ptrs, tensor, 0, start, length, w_fmt)
-    return view(ptrs, tensor, 2, start, length, master_fmt)
-
-
-if not SIMULATOR:
     @overload(master_view)
     def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
-        if master_fmt is None or isinstance(master_fmt, types.NoneType):
+        if isinstance(master_fmt, types.NoneType):
             def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
                 return view(ptrs, tensor, 0, start, length, w_fmt)
         else:
@@ -234,7 +270,7 @@ if not SIMULATOR:
 
 # --------------------------------------------------------------------------- reductions
 
-@cuda.jit(device=True)
+@gpu_device
 def block_sum_pair(scratch, a, b, out, row):
     """Add ``a`` and ``b`` over the threads of the block, in a fixed pairwise order;
     thread 0 writes the totals to ``out[row, 0]`` and ``out[row, 1]``."""
@@ -304,6 +340,6 @@ def densify_rows_gpu(rows, data, out, row_len):
             out[i] = 0
 
 
-__all__ = ["SIMULATOR", "MAX_THREADS", "GPUKernel", "GPUReduction", "gpu_kernel", "gpu_reduction",
-           "view", "master_view", "load", "store", "block_sum_pair", "tensor_sums_gpu",
+__all__ = ["SIMULATOR", "MAX_THREADS", "GPUKernel", "GPUReduction", "gpu_kernel", "gpu_reduction", "gpu_device",
+           "view", "master_view", "store_weight", "load", "store", "block_sum_pair", "tensor_sums_gpu",
            "densify_rows_gpu", "float64"]

@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..adadelta import adadelta_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -14,20 +14,11 @@ def multi_adadelta_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, maste
         g = view(ptrs, t, 1, start, n, g_fmt)
         ag = view(ptrs, t, 3, start, n, state_fmt)
         ad = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_ag, new_ad = adadelta_step(load(w, i), load(g, i), load(ag, i), load(ad, i),
-                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
-                store(ag, i, new_ag)
-                store(ad, i, new_ad)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_ag, new_ad = adadelta_step(w32[i], load(g, i), load(ag, i), load(ad, i),
-                                                      lr, wd, rho, one_minus_rho, eps, rescale, clip)
-                store(ag, i, new_ag)
-                store(ad, i, new_ad)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_ag, new_ad = adadelta_step(load(w32, i), load(g, i), load(ag, i), load(ad, i),
+                                                  lr, wd, rho, one_minus_rho, eps, rescale, clip)
+            store(ag, i, new_ag)
+            store(ad, i, new_ad)
+            store_weight(w, w32, i, new_w, master_fmt)

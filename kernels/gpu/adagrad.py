@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..adagrad import adagrad_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -13,18 +13,10 @@ def multi_adagrad_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         h = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_h = adagrad_step(load(w, i), load(g, i), load(h, i), lr, wd, eps,
-                                            rescale, clip)
-                store(h, i, new_h)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_h = adagrad_step(w32[i], load(g, i), load(h, i), lr, wd, eps,
-                                            rescale, clip)
-                store(h, i, new_h)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_h = adagrad_step(load(w32, i), load(g, i), load(h, i), lr, wd, eps,
+                                        rescale, clip)
+            store(h, i, new_h)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..adamax import adamax_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -14,20 +14,11 @@ def multi_adamax_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         u = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m, new_u = adamax_step(load(w, i), load(g, i), load(m, i), load(u, i), lr, wd,
-                                                  beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
-                store(m, i, new_m)
-                store(u, i, new_u)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m, new_u = adamax_step(w32[i], load(g, i), load(m, i), load(u, i), lr, wd,
-                                                  beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
-                store(m, i, new_m)
-                store(u, i, new_u)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_m, new_u = adamax_step(load(w32, i), load(g, i), load(m, i), load(u, i), lr, wd,
+                                              beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
+            store(m, i, new_m)
+            store(u, i, new_u)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..dcasgd import dcasgd_mom_step, dcasgd_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -13,21 +13,13 @@ def multi_dcasgd_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         prev = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_prev = dcasgd_step(load(w, i), load(g, i), load(prev, i), lr, wd, lamda,
-                                              rescale, clip)
-                store(prev, i, new_prev)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_prev = dcasgd_step(w32[i], load(g, i), load(prev, i), lr, wd, lamda,
-                                              rescale, clip)
-                store(prev, i, new_prev)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_prev = dcasgd_step(load(w32, i), load(g, i), load(prev, i), lr, wd, lamda,
+                                          rescale, clip)
+            store(prev, i, new_prev)
+            store_weight(w, w32, i, new_w, master_fmt)
 
 
 @gpu_kernel
@@ -39,22 +31,12 @@ def multi_dcasgd_mom_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, mas
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         prev = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m, new_prev = dcasgd_mom_step(load(w, i), load(g, i), load(m, i),
-                                                         load(prev, i), lr, wd, momentum, lamda,
-                                                         rescale, clip)
-                store(m, i, new_m)
-                store(prev, i, new_prev)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m, new_prev = dcasgd_mom_step(w32[i], load(g, i), load(m, i),
-                                                         load(prev, i), lr, wd, momentum, lamda,
-                                                         rescale, clip)
-                store(m, i, new_m)
-                store(prev, i, new_prev)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_m, new_prev = dcasgd_mom_step(load(w32, i), load(g, i), load(m, i),
+                                                     load(prev, i), lr, wd, momentum, lamda,
+                                                     rescale, clip)
+            store(m, i, new_m)
+            store(prev, i, new_prev)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..ftml import ftml_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -15,26 +15,14 @@ def multi_ftml_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         d = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
         z = view(ptrs, t, 5, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         wd, d_scale, v_correction = wds[t], coefs[t, 0], coefs[t, 1]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_d, new_v, new_z = ftml_step(
-                    load(w, i), load(g, i), load(d, i), load(v, i), load(z, i), wd, beta1,
-                    one_minus_beta1, beta2, one_minus_beta2, epsilon, d_scale, v_correction,
-                    rescale, clip)
-                store(d, i, new_d)
-                store(v, i, new_v)
-                store(z, i, new_z)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_d, new_v, new_z = ftml_step(
-                    w32[i], load(g, i), load(d, i), load(v, i), load(z, i), wd, beta1,
-                    one_minus_beta1, beta2, one_minus_beta2, epsilon, d_scale, v_correction,
-                    rescale, clip)
-                store(d, i, new_d)
-                store(v, i, new_v)
-                store(z, i, new_z)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_d, new_v, new_z = ftml_step(
+                load(w32, i), load(g, i), load(d, i), load(v, i), load(z, i), wd, beta1,
+                one_minus_beta1, beta2, one_minus_beta2, epsilon, d_scale, v_correction,
+                rescale, clip)
+            store(d, i, new_d)
+            store(v, i, new_v)
+            store(z, i, new_z)
+            store_weight(w, w32, i, new_w, master_fmt)

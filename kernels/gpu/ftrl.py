@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..ftrl import ftrl_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -14,20 +14,11 @@ def multi_ftrl_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         g = view(ptrs, t, 1, start, n, g_fmt)
         z = view(ptrs, t, 3, start, n, state_fmt)
         sq = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_z, new_n = ftrl_step(load(w, i), load(g, i), load(z, i), load(sq, i),
-                                                lr, wd, lamda1, beta, rescale, clip)
-                store(z, i, new_z)
-                store(sq, i, new_n)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_z, new_n = ftrl_step(w32[i], load(g, i), load(z, i), load(sq, i),
-                                                lr, wd, lamda1, beta, rescale, clip)
-                store(z, i, new_z)
-                store(sq, i, new_n)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_z, new_n = ftrl_step(load(w32, i), load(g, i), load(z, i), load(sq, i),
+                                            lr, wd, lamda1, beta, rescale, clip)
+            store(z, i, new_z)
+            store(sq, i, new_n)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -7,7 +7,7 @@ from numba import cuda
 
 from ..groupadagrad import (COLS_SPLIT, group_adagrad_history, group_adagrad_square,
                             group_adagrad_step)
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -29,12 +29,7 @@ def multi_group_adagrad_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, 
             store(h, 0, group_adagrad_history(load(h, 0), sum_sq, cols_f))
             new_h = load(h, 0)
             w = view(ptrs, t, 0, r * cols, cols, w_fmt)
-            if master_fmt is None:
-                for i in range(cols):
-                    store(w, i, group_adagrad_step(load(w, i), load(g, i), new_h, lr, eps, rescale, clip))
-            else:
-                w32 = view(ptrs, t, 2, r * cols, cols, master_fmt)
-                for i in range(cols):
-                    new_w = group_adagrad_step(w32[i], load(g, i), new_h, lr, eps, rescale, clip)
-                    w32[i] = new_w
-                    store(w, i, new_w)
+            w32 = master_view(ptrs, t, r * cols, cols, w_fmt, master_fmt)
+            for i in range(cols):
+                new_w = group_adagrad_step(load(w32, i), load(g, i), new_h, lr, eps, rescale, clip)
+                store_weight(w, w32, i, new_w, master_fmt)

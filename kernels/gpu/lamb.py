@@ -4,7 +4,7 @@ from numba import cuda
 from ..lamb import lamb_direction, lamb_moments, lamb_step
 from ..norms import add_square
 from ._common import (MAX_THREADS, block_sum_pair, float64, gpu_kernel, gpu_reduction, load,
-                      master_view, store, view)
+                      master_view, store, store_weight, view)
 
 
 @gpu_reduction
@@ -35,7 +35,6 @@ def multi_lamb_phase1_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         block_sum_pair(scratch, sw, sr, out, b)
 
 
-
 @gpu_kernel
 def multi_lamb_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
                           epsilon):
@@ -45,17 +44,9 @@ def multi_lamb_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         w = view(ptrs, t, 0, start, n, w_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd, c1, c2 = lrs[t], wds[t], coefs[t, 0], coefs[t, 1]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                wi = load(w, i)
-                r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                store(w, i, lamb_step(wi, r, lr))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                wi = w32[i]
-                r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                new_w = lamb_step(wi, r, lr)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            wi = load(w32, i)
+            r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
+            store_weight(w, w32, i, lamb_step(wi, r, lr), master_fmt)

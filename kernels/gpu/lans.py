@@ -4,7 +4,7 @@ from numba import cuda
 from ..lans import lans_directions, lans_grad, lans_moments, lans_step
 from ..norms import add_square
 from ._common import (MAX_THREADS, block_sum_pair, float64, gpu_kernel, gpu_reduction, load,
-                      master_view, store, view)
+                      master_view, store, store_weight, view)
 
 
 @gpu_reduction
@@ -33,7 +33,6 @@ def multi_lans_phase1_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         block_sum_pair(scratch, sm, sg, out, b)
 
 
-
 @gpu_kernel
 def multi_lans_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
                           epsilon, clip):
@@ -44,20 +43,11 @@ def multi_lans_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         wd, gscale, c1, c2 = wds[t], coefs[t, 0], coefs[t, 1], coefs[t, 2]
         lr_m, lr_g = coefs[t, 3], coefs[t, 4]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                wi = load(w, i)
-                gn = lans_grad(load(g, i), gscale, clip)
-                rm, rg = lans_directions(wi, gn, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                store(w, i, lans_step(wi, rm, rg, lr_m, lr_g))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                wi = w32[i]
-                gn = lans_grad(load(g, i), gscale, clip)
-                rm, rg = lans_directions(wi, gn, load(m, i), load(v, i), wd, c1, c2, epsilon)
-                new_w = lans_step(wi, rm, rg, lr_m, lr_g)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            wi = load(w32, i)
+            gn = lans_grad(load(g, i), gscale, clip)
+            rm, rg = lans_directions(wi, gn, load(m, i), load(v, i), wd, c1, c2, epsilon)
+            store_weight(w, w32, i, lans_step(wi, rm, rg, lr_m, lr_g), master_fmt)

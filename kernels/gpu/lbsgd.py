@@ -5,7 +5,7 @@ from ..lbsgd import lbsgd_accumulate, lbsgd_mean_grad
 from ..norms import add_square
 from ..sgd import sgd_mom_step, sgd_step
 from ._common import (MAX_THREADS, block_sum_pair, float64, gpu_kernel, gpu_reduction, load,
-                      master_view, store, view)
+                      master_view, store, store_weight, view)
 
 
 @gpu_reduction
@@ -27,7 +27,6 @@ def multi_lbsgd_sum_sq_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_f
         block_sum_pair(scratch, sw, sg, out, b)
 
 
-
 @gpu_kernel
 def multi_lbsgd_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
                            batch_scale, rescale, clip):
@@ -36,22 +35,16 @@ def multi_lbsgd_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_f
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         c = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
         if coefs[t, 0] == 0:
             for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
                 store(c, i, lbsgd_accumulate(load(c, i), load(g, i)))
-        elif master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                store(w, i, sgd_step(load(w, i), gm, lr, wd, rescale, clip))
-                store(c, i, 0.0)
         else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
             for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
                 gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                new_w = sgd_step(w32[i], gm, lr, wd, rescale, clip)
-                w32[i] = new_w
-                store(w, i, new_w)
+                new_w = sgd_step(load(w32, i), gm, lr, wd, rescale, clip)
+                store_weight(w, w32, i, new_w, master_fmt)
                 store(c, i, 0.0)
 
 
@@ -64,23 +57,15 @@ def multi_lbsgd_mom_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, mast
         g = view(ptrs, t, 1, start, n, g_fmt)
         c = view(ptrs, t, 3, start, n, state_fmt)
         m = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
         if coefs[t, 0] == 0:
             for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
                 store(c, i, lbsgd_accumulate(load(c, i), load(g, i)))
-        elif master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                new_w, new_m = sgd_mom_step(load(w, i), gm, load(m, i), lr, wd, momentum, rescale, clip)
-                store(m, i, new_m)
-                store(w, i, new_w)
-                store(c, i, 0.0)
         else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
             for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
                 gm = lbsgd_mean_grad(lbsgd_accumulate(load(c, i), load(g, i)), batch_scale)
-                new_w, new_m = sgd_mom_step(w32[i], gm, load(m, i), lr, wd, momentum, rescale, clip)
+                new_w, new_m = sgd_mom_step(load(w32, i), gm, load(m, i), lr, wd, momentum, rescale, clip)
                 store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+                store_weight(w, w32, i, new_w, master_fmt)
                 store(c, i, 0.0)

@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..rmsprop import rmsprop_centered_step, rmsprop_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -13,21 +13,13 @@ def multi_rmsprop_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         v = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_v = rmsprop_step(load(w, i), load(g, i), load(v, i), lr, wd, rho,
-                                            one_minus_rho, eps, clip_weights, rescale, clip)
-                store(v, i, new_v)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_v = rmsprop_step(w32[i], load(g, i), load(v, i), lr, wd, rho,
-                                            one_minus_rho, eps, clip_weights, rescale, clip)
-                store(v, i, new_v)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_v = rmsprop_step(load(w32, i), load(g, i), load(v, i), lr, wd, rho,
+                                        one_minus_rho, eps, clip_weights, rescale, clip)
+            store(v, i, new_v)
+            store_weight(w, w32, i, new_w, master_fmt)
 
 
 @gpu_kernel
@@ -41,24 +33,13 @@ def multi_rmsprop_centered_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fm
         a = view(ptrs, t, 3, start, n, state_fmt)
         v = view(ptrs, t, 4, start, n, state_fmt)
         m = view(ptrs, t, 5, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_a, new_v, new_m = rmsprop_centered_step(
-                    load(w, i), load(g, i), load(a, i), load(v, i), load(m, i), lr, wd, rho,
-                    one_minus_rho, momentum, eps, clip_weights, rescale, clip)
-                store(a, i, new_a)
-                store(v, i, new_v)
-                store(m, i, new_m)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_a, new_v, new_m = rmsprop_centered_step(
-                    w32[i], load(g, i), load(a, i), load(v, i), load(m, i), lr, wd, rho,
-                    one_minus_rho, momentum, eps, clip_weights, rescale, clip)
-                store(a, i, new_a)
-                store(v, i, new_v)
-                store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_a, new_v, new_m = rmsprop_centered_step(
+                load(w32, i), load(g, i), load(a, i), load(v, i), load(m, i), lr, wd, rho,
+                one_minus_rho, momentum, eps, clip_weights, rescale, clip)
+            store(a, i, new_a)
+            store(v, i, new_v)
+            store(m, i, new_m)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -1,8 +1,8 @@
-"""CUDA twins of ``kernels/sgd.py`` (same scalar rules, same table columns)."""
+"""CUDA twins of ``kernels/sgd.py`` (SGD): same scalar rules, same table columns."""
 from numba import cuda
 
 from ..sgd import sgd_mom_step, sgd_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -12,16 +12,11 @@ def multi_sgd_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                store(w, i, sgd_step(load(w, i), load(g, i), lr, wd, rescale, clip))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w = sgd_step(w32[i], load(g, i), lr, wd, rescale, clip)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w = sgd_step(load(w32, i), load(g, i), lr, wd, rescale, clip)
+            store_weight(w, w32, i, new_w, master_fmt)
 
 
 @gpu_kernel
@@ -32,18 +27,10 @@ def multi_sgd_mom_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m = sgd_mom_step(load(w, i), load(g, i), load(m, i), lr, wd, momentum,
-                                            rescale, clip)
-                store(m, i, new_m)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m = sgd_mom_step(w32[i], load(g, i), load(m, i), lr, wd, momentum,
-                                            rescale, clip)
-                store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_m = sgd_mom_step(load(w32, i), load(g, i), load(m, i), lr, wd, momentum,
+                                        rescale, clip)
+            store(m, i, new_m)
+            store_weight(w, w32, i, new_w, master_fmt)

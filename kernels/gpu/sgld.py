@@ -3,7 +3,7 @@ import numpy as np
 from numba import cuda
 
 from ..sgld import sgld_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store_weight, view
 
 
 @gpu_kernel
@@ -13,15 +13,9 @@ def multi_sgld_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         half_lr, wd = coefs[t, 0], wds[t]
         base = np.int64(coefs[t, 1]) * 16777216 + np.int64(coefs[t, 2]) + start
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                store(w, i, sgld_step(load(w, i), load(g, i), noise[base + i], half_lr, wd,
-                                      rescale, clip))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w = sgld_step(w32[i], load(g, i), noise[base + i], half_lr, wd, rescale, clip)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w = sgld_step(load(w32, i), load(g, i), noise[base + i], half_lr, wd, rescale, clip)
+            store_weight(w, w32, i, new_w, master_fmt)

@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..signum import signsgd_step, signum_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -13,21 +13,13 @@ def multi_signum_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         m = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd, decay = lrs[t], wds[t], coefs[t, 0]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m = signum_step(load(w, i), load(g, i), load(m, i), lr, wd, momentum,
-                                           one_minus_momentum, decay, rescale, clip)
-                store(m, i, new_m)
-                store(w, i, new_w)
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w, new_m = signum_step(w32[i], load(g, i), load(m, i), lr, wd, momentum,
-                                           one_minus_momentum, decay, rescale, clip)
-                store(m, i, new_m)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_m = signum_step(load(w32, i), load(g, i), load(m, i), lr, wd, momentum,
+                                       one_minus_momentum, decay, rescale, clip)
+            store(m, i, new_m)
+            store_weight(w, w32, i, new_w, master_fmt)
 
 
 @gpu_kernel
@@ -37,13 +29,8 @@ def multi_signsgd_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, decay = lrs[t], coefs[t, 0]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                store(w, i, signsgd_step(load(w, i), load(g, i), lr, decay))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w = signsgd_step(w32[i], load(g, i), lr, decay)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w = signsgd_step(load(w32, i), load(g, i), lr, decay)
+            store_weight(w, w32, i, new_w, master_fmt)

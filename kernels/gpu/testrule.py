@@ -2,7 +2,7 @@
 from numba import cuda
 
 from ..testrule import testrule_step
-from ._common import gpu_kernel, load, store, view
+from ._common import gpu_kernel, load, master_view, store_weight, view
 
 
 @gpu_kernel
@@ -12,13 +12,8 @@ def multi_testrule_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, maste
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
         lr, wd = lrs[t], wds[t]
-        if master_fmt is None:
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                store(w, i, testrule_step(load(w, i), load(g, i), lr, wd, rescale))
-        else:
-            w32 = view(ptrs, t, 2, start, n, master_fmt)
-            for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-                new_w = testrule_step(w32[i], load(g, i), lr, wd, rescale)
-                w32[i] = new_w
-                store(w, i, new_w)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w = testrule_step(load(w32, i), load(g, i), lr, wd, rescale)
+            store_weight(w, w32, i, new_w, master_fmt)
