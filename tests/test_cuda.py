@@ -454,3 +454,152 @@ def test_twin_compiles_to_ptx_without_float64_math(module, name):
         ptx, _ = compile_ptx(func, tuple(sig), cc=(8, 0))
         if not (hasattr(twin, "run") or module == "groupadagrad"):
             assert ".f64" not in ptx, "%s does float64 math with float32 scalars" % name
+
+
+# --------------------------------------------------------------------------- device rules and errors
+
+def _sgd_setup(device, dtype=np.float32, shapes=((40,), (9, 7), (70,)), **kwargs):
+    rng = np.random.default_rng(5)
+    put = cuda.to_device if device else (lambda a: a)
+    weights = [put(rng.standard_normal(s).astype(dtype)) for s in shapes]
+    grads = [put(rng.standard_normal(s).astype(dtype)) for s in shapes]
+    opt = mxo.optimizer.create("sgd", momentum=0.9, wd=0.01, **kwargs)
+    states = [opt.create_state_multi_precision(k, w) for k, w in enumerate(weights)]
+    return opt, weights, grads, states
+
+
+@needs_cuda
+def test_states_are_created_on_the_device(device_routing):
+    opt, weights, _, states = _sgd_setup(True, np.float16, multi_precision=True)
+    for w, (master, mom) in zip(weights, states):
+        assert _device.is_device_array(master) and _device.is_device_array(mom)
+        assert master.dtype == np.float32 and mom.dtype == np.float32 and master.shape == w.shape
+        np.testing.assert_array_equal(master.copy_to_host(), w.copy_to_host().astype(np.float32))
+
+
+@needs_cuda
+def test_mixing_host_and_device_arrays_is_an_error(device_routing):
+    opt, weights, grads, states = _sgd_setup(True)
+    host_grads = [g.copy_to_host() for g in grads]
+    with pytest.raises(TypeError, match="one update call takes host .* or CUDA device arrays only"):
+        opt.update([0, 1, 2], weights, host_grads, states)
+    host_states = [s.copy_to_host() for s in states]
+    with pytest.raises(TypeError, match=r"states\[0\] is a host array"):
+        opt.update([0, 1, 2], weights, grads, host_states)
+
+
+@needs_cuda
+def test_step_path_needs_host_arrays(device_routing):
+    opt, weights, grads, states = _sgd_setup(True, use_fused_step=False)
+    with pytest.raises(TypeError, match="use_fused_step=False"):
+        opt.update([0, 1, 2], weights, grads, states)
+
+
+def test_device_arrays_without_cuda_raise_the_gpu_error(monkeypatch):
+    class FakeDeviceArray:
+        __cuda_array_interface__ = {"shape": (3,), "typestr": "<f4", "data": (1, False), "version": 3}
+    monkeypatch.setattr(_device, "_cuda", None)
+    from numba import cuda as numba_cuda
+    monkeypatch.setattr(numba_cuda, "is_available", lambda: False)
+    w = FakeDeviceArray()
+    assert _device.is_device_array(w)
+    with pytest.raises(_device.GPUUnavailableError, match="GPU support needs numba-cuda and a CUDA device"):
+        _device.on_device([w], [FakeDeviceArray()], [None])
+
+
+def test_host_arrays_never_touch_cuda():
+    w = [np.zeros(3, np.float32)]
+    assert _device.on_device(w, [np.ones(3, np.float32)], [(np.zeros(3), None)]) is False
+    assert not _device.is_device_array(w[0])
+
+
+@needs_cuda
+def test_one_launch_per_chunk_and_tables_reused(device_routing, launches):
+    from mxopt_numba.optimizer import _gpu_launch
+    opt, weights, grads, states = _sgd_setup(True)
+    indices = [0, 1, 2]
+    opt.update(indices, weights, grads, states)
+    plan = opt._plans[(_gpu_launch._GPU_KEY, tuple(indices))]
+    ptrs, blocks = plan.groups[0].ptrs, plan.groups[0].blocks
+    opt.update(indices, weights, grads, states)                 # same gradients: tables as they are
+    new_grads = [cuda.to_device(g.copy_to_host() * 2) for g in grads]
+    opt.update(indices, weights, new_grads, states)             # new gradients: column 1 rewritten
+    assert len(launches) == 3
+    assert plan.groups[0].ptrs is ptrs and plan.groups[0].blocks is blocks
+    assert list(plan.groups[0].ptrs.copy_to_host()[:, 1]) == [_device.address(g) for g in new_grads]
+    # and the result is the host's
+    ref_opt, ref_w, ref_g, ref_s = _sgd_setup(False)
+    ref_opt.update(indices, ref_w, ref_g, ref_s)
+    ref_opt.update(indices, ref_w, ref_g, ref_s)
+    ref_opt.update(indices, ref_w, [g * 2 for g in ref_g], ref_s)
+    assert_same_run([w.copy_to_host() for w in weights], ref_w, "sgd")
+
+
+@needs_cuda
+def test_mixed_layouts_in_one_chunk(device_routing, launches):
+    """float32 and float16 weights in one call: one launch per storage layout."""
+    rng = np.random.default_rng(2)
+    dtypes = [np.float32, np.float16, np.float32, BF16]
+    host = [rng.standard_normal(30 + 17 * k).astype(dt) for k, dt in enumerate(dtypes)]
+    hgrads = [rng.standard_normal(w.shape).astype(w.dtype) for w in host]
+    results = []
+    for device in (False, True):
+        put = cuda.to_device if device else (lambda a: a.copy())
+        weights, grads = [put(w) for w in host], [put(g) for g in hgrads]
+        opt = mxo.optimizer.create("adam", multi_precision=True, wd=0.02)
+        states = [opt.create_state_multi_precision(k, w) for k, w in enumerate(weights)]
+        for _ in range(2):
+            opt.update(list(range(4)), weights, grads, states)
+        results.append([w.copy_to_host() if device else w for w in weights])
+    assert len(launches) == 2 * 3
+    assert_same_run(results[1], results[0], "adam")
+
+
+def _row_sparse(device, rows, data):
+    from mxopt_numba.sparse import RowSparseArray
+    return RowSparseArray(cuda.to_device(data) if device else data, np.asarray(rows, np.int64),
+                          (11,) + data.shape[1:])
+
+
+@needs_cuda
+@pytest.mark.parametrize("name, kwargs", [("sgd", {"momentum": 0.9, "wd": 0.01, "lazy_update": True}),
+                                          ("sgd", {"momentum": 0.9, "wd": 0.01, "lazy_update": False}),
+                                          ("adagrad", {"wd": 0.0}),
+                                          ("adam", {"lazy_update": True, "wd": 0.01})],
+                         ids=["sgd-lazy", "sgd-standard", "adagrad", "adam-lazy"])
+def test_row_sparse_gradients_on_device(name, kwargs, device_routing):
+    rng = np.random.default_rng(9)
+    w0 = [rng.standard_normal((11, 6)).astype(np.float32), rng.standard_normal((11, 6)).astype(np.float16)]
+    dense = rng.standard_normal(30).astype(np.float32)
+    rows = [1, 4, 5, 9]
+    data = [rng.standard_normal((len(rows), 6)).astype(w.dtype) for w in w0]
+    results = []
+    for device in (False, True):
+        put = cuda.to_device if device else (lambda a: a.copy())
+        weights = [put(w) for w in w0] + [put(dense)]
+        opt = mxo.optimizer.create(name, multi_precision=True, **kwargs)
+        states = [opt.create_state_multi_precision(k, w) for k, w in enumerate(weights)]
+        for step in range(2):
+            grads = [_row_sparse(device, rows, d * (step + 1)) for d in data] + [put(dense * 0.5)]
+            opt.update([0, 1, 2], weights, grads, states)
+        results.append([w.copy_to_host() if device else w for w in weights])
+    assert_same_run(results[1], results[0], name)
+
+
+@needs_cuda
+def test_same_row_sparse_gradient_twice_on_a_dense_plan(device_routing):
+    """The standard update densifies a row-sparse gradient into a new device array every
+    call: reusing the gradient object must not reuse a freed dense copy."""
+    rng = np.random.default_rng(4)
+    w0 = rng.standard_normal((11, 5)).astype(np.float32)
+    data = rng.standard_normal((3, 5)).astype(np.float32)
+    results = []
+    for device in (False, True):
+        weight = cuda.to_device(w0) if device else w0.copy()
+        grad = _row_sparse(device, [0, 2, 10], data)
+        opt = mxo.optimizer.create("sgd", momentum=0.9)
+        state = opt.create_state_multi_precision(0, weight)
+        for _ in range(3):
+            opt.update([0], [weight], [grad], [state])
+        results.append([weight.copy_to_host() if device else weight])
+    assert_same_run(results[1], results[0], "sgd")
