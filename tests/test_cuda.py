@@ -325,9 +325,9 @@ def launches(monkeypatch):
     seen = []
     call = _gpu_launch._call
 
-    def spy(twin, grid, threads, args):
+    def spy(twin, grid, threads, args, scratch=None):
         seen.append((twin, args))
-        return call(twin, grid, threads, args)
+        return call(twin, grid, threads, args, scratch)
     monkeypatch.setattr(_gpu_launch, "_call", spy)
     return seen
 
@@ -505,6 +505,13 @@ def test_device_arrays_without_cuda_raise_the_gpu_error(monkeypatch):
     assert _device.is_device_array(w)
     with pytest.raises(_device.GPUUnavailableError, match="GPU support needs numba-cuda and a CUDA device"):
         _device.on_device([w], [FakeDeviceArray()], [None])
+
+
+def test_simulator_requested_means_the_cuda_tests_run():
+    """CI sets NUMBA_ENABLE_CUDASIM=1: then these tests must run, not skip (a Numba without
+    a CUDA target, built-in or numba-cuda, would otherwise skip them silently)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
+        assert HAVE_CUDA and SIMULATOR
 
 
 def test_host_arrays_never_touch_cuda():

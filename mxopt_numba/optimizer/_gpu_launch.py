@@ -75,12 +75,26 @@ def twin_of(kernel):
     return twin
 
 
-def _call(twin, grid, threads, args):
-    """The single place where a twin is launched (returns a reduction's device sums)."""
+def _call(twin, grid, threads, args, scratch=None):
+    """The single place where a twin is launched (returns a reduction's device sums;
+    ``scratch``: its ``(partials, sums)`` device buffers)."""
     if hasattr(twin, "run"):
-        return twin.run(grid, threads, args)
+        partials, sums = scratch if scratch is not None else (None, None)
+        return twin.run(grid, threads, args, partials=partials, sums=sums)
     twin[grid, threads](*args)
     return None
+
+
+def _scratch(group, twin):
+    """Device buffers of a reduction over ``group``, kept for the next launches."""
+    key = ("scratch", twin.width)
+    bufs = group.array_buffers.get(key)
+    if bufs is None:
+        cuda = _device.cuda_module()
+        bufs = (cuda.device_array((max(group.n_blocks, 1), twin.width), dtype=np.float64),
+                cuda.device_array((group.ptrs_host.shape[0], twin.width), dtype=np.float64))
+        group.array_buffers[key] = bufs
+    return bufs
 
 
 # --------------------------------------------------------------------------- plans
@@ -478,7 +492,8 @@ def launch_gpu(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=(
         args = (group.blocks, group.ptrs, d_lrs, d_wds, d_coefs, group.w_fmt, group.g_fmt,
                 group.master_fmt, group.state_fmt, *rule)
         grid = max(1, min(group.n_blocks, int(config.max_blocks)))
-        sums = _call(twin, grid, int(config.threads_per_block), args)
+        sums = _call(twin, grid, int(config.threads_per_block), args,
+                     _scratch(group, twin) if reduction else None)
         if reduction:
             out[rows] = sums.copy_to_host()
     return out
