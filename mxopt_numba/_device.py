@@ -112,13 +112,14 @@ def on_device(weights, grads, states):
     return False
 
 
-def mixed_error(name, x, other="the other arrays"):
+def mixed_error(name, x, other="another array of the call"):
     """TypeError for an update call holding both host and device arrays."""
-    here = "a CUDA device array" if is_device_array(x) else "a host array (%s)" % type(x).__name__
-    there = "host" if is_device_array(x) else "device"
-    return TypeError("%s is %s but %s is on the %s: one update call takes host (NumPy) arrays "
-                     "only or CUDA device arrays only (weights, gradients and states alike); "
-                     "move them to one side first" % (name, here, other, there))
+    if is_device_array(x):
+        what = "%s is a CUDA device array, %s a host array" % (name, other)
+    else:
+        what = "%s is a host array (%s), %s a CUDA device array" % (name, type(x).__name__, other)
+    return TypeError("%s: one update call takes host (NumPy) arrays only or CUDA device arrays "
+                     "only (weights, gradients and states alike); move them to one side first" % what)
 
 
 # --------------------------------------------------------------------------- device array facts

@@ -9,6 +9,7 @@ on hardware NVVM contracts multiply-adds, so there the comparison allows a few u
 Reductions add in another order than the CPU, so sums agree to rounding.
 """
 import ast
+import ctypes
 import inspect
 import os
 import re
@@ -610,3 +611,18 @@ def test_same_row_sparse_gradient_twice_on_a_dense_plan(device_routing):
             opt.update([0], [weight], [grad], [state])
         results.append([weight.copy_to_host() if device else weight])
     assert_same_run(results[1], results[0], "sgd")
+
+
+@pytest.mark.skipif(SIMULATOR or cuda is None, reason="the real CUDA launcher")
+def test_none_argument_reaches_the_launcher_as_a_null_pointer():
+    """Without multi-precision ``master_fmt`` is None: Numba's CUDA launcher has no case for
+    a ``none`` argument, so the twins' launch extension passes the null pointer the
+    compiled kernel expects in its place."""
+    from numba.cuda import dispatcher
+    from mxopt_numba.kernels.gpu._common import _NONE_ARGUMENTS
+    kernel_cls = next(c for c in vars(dispatcher).values() if isinstance(c, type) and hasattr(c, "_prepare_args"))
+    packer = kernel_cls.__new__(kernel_cls)
+    packer.extensions = [_NONE_ARGUMENTS]
+    args = []
+    packer._prepare_args(nb_types.none, None, 0, [], args)
+    assert len(args) == 1 and args[0].value == 0 and ctypes.sizeof(args[0]) == ctypes.sizeof(ctypes.c_void_p)

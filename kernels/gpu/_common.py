@@ -125,6 +125,20 @@ def gpu_device(func):
     return _SimDevice(func) if SIMULATOR else cuda.jit(device=True)(func)
 
 
+class _NoneArguments:
+    """Launch extension: a ``None`` argument (``master_fmt`` without multi-precision)
+    travels as a null pointer.  Numba types it ``none``, which a compiled kernel receives
+    as one opaque pointer, but the CUDA launcher has no case for it and would refuse."""
+
+    def prepare_args(self, ty, val, stream=0, retr=None):
+        if val is None and ty is not None and type(ty).__name__ == "NoneType":
+            return types.uintp, 0      # pointer-sized zero (the launchers pack integers)
+        return ty, val
+
+
+_NONE_ARGUMENTS = _NoneArguments()
+
+
 class GPUKernel:
     """A CUDA kernel built on first use: ``kernel[grid, threads](*args)``.
 
@@ -143,7 +157,10 @@ class GPUKernel:
     @property
     def dispatcher(self):
         if self._dispatcher is None:
-            self._dispatcher = cuda.jit(_simulated(self.py_func) if SIMULATOR else self.py_func)
+            if SIMULATOR:
+                self._dispatcher = cuda.jit(_simulated(self.py_func))
+            else:
+                self._dispatcher = cuda.jit(self.py_func, extensions=[_NONE_ARGUMENTS])
         return self._dispatcher
 
     def __getitem__(self, config):
