@@ -57,13 +57,13 @@ def is_device_array(x):
     """True for CUDA device arrays (and the simulator's), False for everything else."""
     if x is None or isinstance(x, (np.ndarray, np.generic, int, float)):
         return False
+    if getattr(type(x), "__cuda_ndarray__", False) is True:
+        return True                # Numba's device arrays and the simulator's: no dict built
     try:
         x.__cuda_array_interface__
         return True
     except (AttributeError, TypeError):
-        # CPU torch tensors raise here; the simulator's arrays have no interface at all
-        pass
-    return getattr(type(x), "__cuda_ndarray__", False) is True
+        return False               # e.g. CPU torch tensors, whose property raises
 
 
 def leaves(state):

@@ -282,7 +282,7 @@ def device_routing(monkeypatch):
 
     def routed_update(self, indices, weights, grads, states):
         i, w, g, s = base._as_lists(indices, weights, grads, states)
-        if w and not isinstance(w[0], np.ndarray) and _device.on_device(w, g, s):
+        if w and _device.is_device_array(w[0]):
             return _gpu_launch.update(self, i, w, g, s)
         return update(self, indices, weights, grads, states)
 
@@ -485,7 +485,7 @@ def test_mixing_host_and_device_arrays_is_an_error(device_routing):
     with pytest.raises(TypeError, match="one update call takes host .* or CUDA device arrays only"):
         opt.update([0, 1, 2], weights, host_grads, states)
     host_states = [s.copy_to_host() for s in states]
-    with pytest.raises(TypeError, match=r"states\[0\] is a host array"):
+    with pytest.raises(TypeError, match=r"states\[0\] leaf 0 is a host array .* weights\[0\] a CUDA device array"):
         opt.update([0, 1, 2], weights, grads, host_states)
 
 
@@ -494,6 +494,16 @@ def test_step_path_needs_host_arrays(device_routing):
     opt, weights, grads, states = _sgd_setup(True, use_fused_step=False)
     with pytest.raises(TypeError, match="use_fused_step=False"):
         opt.update([0, 1, 2], weights, grads, states)
+
+
+@needs_cuda
+def test_device_arrays_in_a_host_call_are_named(device_routing):
+    from mxopt_numba.optimizer import optimizer as base
+    opt, weights, grads, states = _sgd_setup(False)
+    # the host checks name the device array once optimizer.py asks _device (before: a generic TypeError)
+    match = r"grads\[1\] is a CUDA device array, weights\[1\] a host array" if hasattr(base, "_device") else None
+    with pytest.raises(TypeError, match=match):
+        opt.update([0, 1, 2], weights, [grads[0], cuda.to_device(grads[1]), grads[2]], states)
 
 
 def test_device_arrays_without_cuda_raise_the_gpu_error(monkeypatch):

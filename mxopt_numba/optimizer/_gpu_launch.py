@@ -116,14 +116,14 @@ _formats = {}
 
 
 def _format(dtype):
-    """Zero-length device array whose dtype tells a twin how to read a column (the device
-    counterpart of ``launch.storage_format``)."""
+    """Device array whose dtype tells a twin how to read a column (the device counterpart
+    of ``launch.storage_format``; one element, so no launcher meets an empty allocation)."""
     if dtype is None:
         return None
     dtype = np.dtype(dtype)
     fmt = _formats.get(dtype)
     if fmt is None:
-        fmt = _device.cuda_module().to_device(launch.storage_format(dtype))
+        fmt = _device.cuda_module().to_device(np.zeros(1, launch.storage_format(dtype).dtype))
         _formats[dtype] = fmt
     return fmt
 
@@ -141,9 +141,9 @@ def _check_weight(name, weight):
     return _device.as_device_array(weight)
 
 
-def _check_state(name, a, size):
+def _check_state(name, a, size, weight_name):
     if not _device.is_device_array(a):
-        raise _device.mixed_error(name, a)
+        raise _device.mixed_error(name, a, weight_name)
     if not launch.supported(_device.dtype_of(a)):
         raise TypeError("%s has dtype %s" % (name, _device.dtype_of(a)))
     a = _device.as_device_array(a)
@@ -190,16 +190,18 @@ def _validated(opt, weights, grads, states, rows_ok=False):
         w = _check_weight("weights[%d]" % k, weight)
         g = _check_grad(opt, k, w, grad, rows_ok)
         if opt.uses_master(w):
+            if isinstance(state, (tuple, list)) and len(state) == 2 and isinstance(state[0], np.ndarray):
+                raise _device.mixed_error("states[%d] master copy" % k, state[0], "weights[%d]" % k)
             if not (isinstance(state, (tuple, list)) and len(state) == 2 and state[0] is not None
                     and _device.is_device_array(state[0]) and _device.dtype_of(state[0]) == np.float32):
                 raise ValueError("states[%d]: a %s weight with multi_precision needs the state "
                                  "(weight32, inner_state) from create_state_multi_precision, got %r"
                                  % (k, w.dtype, type(state).__name__))
-            master = _check_state("states[%d] master copy" % k, state[0], w.size)
+            master = _check_state("states[%d] master copy" % k, state[0], w.size, "weights[%d]" % k)
             inner = state[1]
         else:
             master, inner = None, state
-        leaves = tuple(_check_state("states[%d] leaf %d" % (k, p), leaf, opt._leaf_size(w, p))
+        leaves = tuple(_check_state("states[%d] leaf %d" % (k, p), leaf, opt._leaf_size(w, p), "weights[%d]" % k)
                        for p, leaf in enumerate(_device.leaves(inner)))
         for leaf in leaves:
             if leaf.dtype != leaves[0].dtype:
