@@ -8,9 +8,9 @@ kernel indexes with ``load``/``store``:
 
 * on a GPU, a typed pointer (``inttoptr`` of the address, the ``_address_as_pointer``
   intrinsic of ``kernels/_common.py``), so one launch reaches any number of separately
-  allocated tensors and ``load``/``store`` are the very overloads the CPU kernels use
-  (float16 through the hardware half conversions, bfloat16 through the integer bit
-  functions);
+  allocated tensors; ``load``, ``store`` and ``store_weight`` are the very overloads the
+  CPU kernels use (float16 through the hardware half conversions, bfloat16 through the
+  integer bit functions), ``master_view`` a twin of the CPU one returning pointers;
 * under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``), where device arrays are host
   NumPy arrays and kernels run as Python, a NumPy view of the same memory; ``load`` and
   ``store`` then call the integer conversion functions of ``kernels/_common.py``.
@@ -24,6 +24,9 @@ Simulated scalars.  Under the simulator a kernel is plain Python and the scalar 
 calls are Numba CPU functions, which box float32 results as Python floats; the simulated
 kernel gets wrappers that turn every result back into the compiled type, so float32 math
 stays float32 and simulated twins match the CPU kernels bit for bit.
+
+Hardware numerics.  NVVM contracts multiply-adds into FMAs, so on a GPU the twins agree
+with the CPU kernels to a few ulps rather than bit for bit.
 
 Nothing compiles at import: kernels compile for their argument types on first launch.
 """
