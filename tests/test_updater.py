@@ -296,3 +296,14 @@ def test_pickling_an_optimizer_drops_param_dict():
     again = pickle.loads(pickle.dumps(opt))
     assert again.param_dict == {}
     assert again.lr == opt.lr
+
+
+def test_a_gradient_of_another_dtype_rebuilds_the_cached_plan():
+    """A cached plan chose its kernel for float32 gradients; a float16 gradient for the
+    same weight must not be read as float32."""
+    opt = sgd(learning_rate=1.0)
+    w = np.zeros(4, np.float32)
+    opt.update(0, w, np.ones(4, np.float32), None)
+    opt.update(0, w, np.ones(4, np.float16), None)
+    opt.update(0, w, np.ones(4, np.float64), None)
+    np.testing.assert_array_equal(w, -3.0)

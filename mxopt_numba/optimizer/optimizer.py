@@ -13,6 +13,7 @@ import weakref
 
 import numpy as np
 
+from .. import _device
 from .. import registry as _registry_mod
 from ..kernels import _launch as launch
 from ..sparse import RowSparseArray
@@ -142,8 +143,8 @@ class _Plan:
     """Validated tensors of one update call, with their address tables (reused while the
     caller passes the very same array objects)."""
 
-    __slots__ = ("key", "indices", "weights", "grad_refs", "grads_direct", "states", "slots", "groups",
-                 "grad_keep")
+    __slots__ = ("key", "indices", "weights", "grad_refs", "grads_direct", "grad_dtypes", "states", "slots",
+                 "groups", "grad_keep")
 
 
 class Optimizer:
@@ -386,11 +387,14 @@ class Optimizer:
 
     def uses_master(self, weight):
         """True when ``weight`` keeps a float32 master copy in its state."""
-        return self.multi_precision and is_low_precision(weight.dtype)
+        return self.multi_precision and is_low_precision(_device.dtype_of(weight))
 
     def create_state_multi_precision(self, index, weight):
         """``(weight32, create_state(weight32))`` for float16/bfloat16 weights with
-        multi_precision, else ``create_state(weight)``."""
+        multi_precision, else ``create_state(weight)``.  A CUDA device weight gets its
+        state on the device."""
+        if _device.is_device_array(weight):
+            return _device.create_state(self, index, weight)
         _check_weight("weight", weight)
         if self.uses_master(weight):
             master = weight.astype(np.float32)
@@ -410,6 +414,9 @@ class Optimizer:
     def update(self, indices, weights, grads, states):
         """Update weights in place: lists (MXNet 2.x) or one index (MXNet 1.x)."""
         indices, weights, grads, states = _as_lists(indices, weights, grads, states)
+        if weights and _device.is_device_array(weights[0]):
+            from ._gpu_launch import update      # CUDA arrays: the twins of the kernels
+            return update(self, indices, weights, grads, states)
         if self.sparse_updates_rows():
             sparse = [k for k, g in enumerate(grads) if isinstance(g, RowSparseArray)]
             if sparse:
@@ -468,11 +475,13 @@ class Optimizer:
                 and all(map(operator.is_, states, plan.states))):
             if plan.grads_direct and all(map(operator.is_, grads, map(_deref, plan.grad_refs))):
                 plan.grad_keep = grads
-            else:
-                self._refresh_grads(plan, grads)
-            plan.indices = indices
-            self._plans.move_to_end(key)
-            return plan
+                plan.indices = indices
+                self._plans.move_to_end(key)
+                return plan
+            if self._refresh_grads(plan, grads):
+                plan.indices = indices
+                self._plans.move_to_end(key)
+                return plan
         plan = self._build_plan(key, indices, weights, grads, states)
         self._plans[key] = plan
         if len(self._plans) > 4096:
@@ -483,6 +492,7 @@ class Optimizer:
         """Weak references only: a gradient array is never kept alive by the cache, and a
         new array at a recycled address is never mistaken for the old one."""
         plan.grad_keep = checked
+        plan.grad_dtypes = [c.dtype for c in checked]
         plan.grads_direct = all(map(operator.is_, grads, checked))
         plan.grad_refs = [weakref.ref(g) for g in grads]
 
@@ -499,6 +509,8 @@ class Optimizer:
             # the standard update: as if the gradient were dense with zeros elsewhere
             grad = grad.todense()
         if not isinstance(grad, np.ndarray):
+            if _device.is_device_array(grad):
+                raise _device.mixed_error("grads[%d]" % k, grad, "weights[%d]" % k)
             raise TypeError("grads[%d] must be a numpy array or row_sparse_array, got %s"
                             % (k, type(grad).__name__))
         if grad.shape != weight.shape:
@@ -669,11 +681,16 @@ class Optimizer:
                 dst.reshape(weight.shape[0], -1)[rows] = src.reshape(rows.size, -1)
 
     def _refresh_grads(self, plan, grads):
+        """Point a cached plan at new gradient arrays; False when their dtypes changed
+        (the kernels were chosen for the old ones: the plan must be rebuilt)."""
         checked = [self._check_grad(k, w, g) for k, (w, g) in enumerate(zip(plan.weights, grads))]
+        if any(c.dtype != old for c, old in zip(checked, plan.grad_dtypes)):
+            return False
         for group in plan.groups:
             members = range(len(grads)) if group.positions is None else group.positions
             group.ptrs[:, 1] = [launch.address(checked[k]) for k in members]
         self._remember_grads(plan, grads, checked)
+        return True
 
     def _launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
                 n_states=None):
@@ -690,6 +707,9 @@ class Optimizer:
         in call order (None for kernels that return nothing).
         """
         plan = self._active
+        if getattr(plan, "on_device", False) or (plan is None and weights and _device.is_device_array(weights[0])):
+            from ._gpu_launch import launch_gpu
+            return launch_gpu(self, kernel, indices, weights, grads, states, lrs, wds, scalars, coefs, n_states)
         if plan is None or plan.indices is not indices:
             plan = self._plan(indices, weights, grads, states)
         n = len(weights)
@@ -781,6 +801,8 @@ def _mult_dict(name, d):
 
 def _check_weight(name, weight):
     if not isinstance(weight, np.ndarray):
+        if _device.is_device_array(weight):
+            raise _device.mixed_error(name, weight)
         raise TypeError("%s must be a numpy array, got %s" % (name, type(weight).__name__))
     if not launch.supported(weight.dtype):
         raise TypeError("%s has dtype %s: expected float16, bfloat16, float32 or float64" % (name, weight.dtype))
@@ -793,6 +815,8 @@ def _check_weight(name, weight):
 
 def _check_state_array(name, a, size):
     if not isinstance(a, np.ndarray):
+        if _device.is_device_array(a):
+            raise _device.mixed_error(name, a)
         raise TypeError("%s must be a numpy array, got %s" % (name, type(a).__name__))
     if a.size != size:
         raise ValueError("%s has %d elements, expected %d" % (name, a.size, size))

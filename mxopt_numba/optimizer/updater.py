@@ -6,7 +6,7 @@ import operator
 
 import numpy as np
 
-from .. import _state_io
+from .. import _device, _state_io
 from .optimizer import Optimizer, _registry, state_leaves
 
 __all__ = ["Updater", "get_updater"]
@@ -88,7 +88,8 @@ class Updater:
         else:
             by_kind = collections.OrderedDict()
             for k, w in enumerate(weights):
-                by_kind.setdefault((np.asarray(w).dtype.str, opt.uses_master(w) if hasattr(w, "dtype") else False),
+                dtype = _device.dtype_of(w) if _device.is_device_array(w) else np.asarray(w).dtype
+                by_kind.setdefault((dtype.str, opt.uses_master(w) if hasattr(w, "dtype") else False),
                                    []).append(k)
             groups = list(by_kind.values())
         chunks = []
