@@ -783,8 +783,7 @@ def _check_unique(key):
         raise ValueError("indices must be unique within one update call; repeated: %r" % dup[:5])
 
 
-def _deref(ref):
-    return ref()
+_deref = weakref.ref.__call__      # a C-level call: the identity check stays cheap per tensor
 
 
 def _real(name, value):
