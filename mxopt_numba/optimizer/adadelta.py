@@ -2,8 +2,8 @@
 import numpy as np
 
 from ..kernels import adadelta as kernels
-from .adagrad import positive_epsilon, state_dtype, unit_interval
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import (DefaultValue, Optimizer, check_fraction, check_positive, register,
+                        state_float_dtype)
 
 __all__ = ["AdaDelta"]
 
@@ -46,11 +46,11 @@ class AdaDelta(Optimizer):
     def __init__(self, learning_rate=DefaultValue(1.0), rho=0.9, epsilon=1e-6, use_fused_step=True,
                  **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.rho = unit_interval("rho", rho)
-        self.epsilon = positive_epsilon("epsilon", epsilon)
+        self.rho = check_fraction("rho", rho, upper_inclusive=True)
+        self.epsilon = check_positive("epsilon", epsilon)
 
     def create_state(self, index, weight):
-        dtype = state_dtype(weight)
+        dtype = state_float_dtype(weight)
         return (np.zeros(weight.shape, dtype=dtype),    # acc_g
                 np.zeros(weight.shape, dtype=dtype))    # acc_delta
 

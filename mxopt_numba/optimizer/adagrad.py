@@ -3,42 +3,13 @@
 Also holds the small validation helpers of the adaptive family (AdaGrad, GroupAdaGrad,
 AdaDelta, RMSProp, Ftrl).
 """
-import numbers
 
 import numpy as np
 
 from ..kernels import adagrad as kernels
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import DefaultValue, Optimizer, check_positive, register, state_float_dtype
 
 __all__ = ["AdaGrad"]
-
-
-def real(name, value):
-    """``value`` as a float, or a TypeError naming the parameter."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError("%s must be a real number, got %r" % (name, value))
-    return float(value)
-
-
-def positive_epsilon(name, value):
-    """``value`` as a float, or a ValueError: it keeps a denominator away from zero."""
-    value = real(name, value)
-    if not value > 0.0:
-        raise ValueError("%s must be > 0 (it keeps a denominator away from zero), got %r" % (name, value))
-    return value
-
-
-def unit_interval(name, value):
-    """``value`` as a float in [0, 1], or a ValueError."""
-    value = real(name, value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError("%s must be in [0, 1], got %r" % (name, value))
-    return value
-
-
-def state_dtype(weight):
-    """Accumulators are float32 (as MXNet), float64 for float64 weights."""
-    return np.float64 if weight.dtype == np.float64 else np.float32
 
 
 @register
@@ -83,10 +54,10 @@ class AdaGrad(Optimizer):
         if "eps" in kwargs:
             raise DeprecationWarning("AdaGrad's eps= argument is deprecated: use epsilon=")
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.epsilon = positive_epsilon("epsilon", epsilon)
+        self.epsilon = check_positive("epsilon", epsilon)
 
     def create_state(self, index, weight):
-        return np.zeros(weight.shape, dtype=state_dtype(weight))
+        return np.zeros(weight.shape, dtype=state_float_dtype(weight))
 
     def sparse_updates_rows(self):
         # without weight decay a row with no gradient keeps its weight and history

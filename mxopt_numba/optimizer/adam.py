@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from ..kernels import adam as kernels
-from .optimizer import DefaultValue, Optimizer, _real, register
+from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
 
 __all__ = ["Adam"]
 
@@ -46,9 +46,9 @@ class Adam(Optimizer):
     def __init__(self, learning_rate=DefaultValue(0.001), beta1=0.9, beta2=0.999, epsilon=1e-8,
                  lazy_update=False, use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.beta1 = check_beta("beta1", beta1)
-        self.beta2 = check_beta("beta2", beta2)
-        self.epsilon = check_epsilon(epsilon)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.lazy_update = bool(lazy_update)
 
     def create_state(self, index, weight):
@@ -78,24 +78,6 @@ class Adam(Optimizer):
 
 
 # --------------------------------------------------------------------------- shared by the Adam family
-
-def check_beta(name, value, upper_inclusive=False):
-    """``value`` as a float in [0, 1) (or [0, 1]), else a ValueError naming ``name``."""
-    value = _real(name, value)
-    if not (0.0 <= value < 1.0 or (upper_inclusive and value == 1.0)):
-        raise ValueError("%s must be in [0, 1%s, got %r" % (name, "]" if upper_inclusive else ")", value))
-    return value
-
-
-def check_epsilon(value, name="epsilon"):
-    """``value`` as a finite float > 0, else a ValueError (the rules divide by ``x + epsilon``
-    where ``x`` can be 0)."""
-    value = _real(name, value)
-    if not (0.0 < value < math.inf):
-        raise ValueError("%s must be a finite number > 0 (it keeps a division away from zero), got %r"
-                         % (name, value))
-    return value
-
 
 def per_count(counts, fn):
     """``fn(t)`` for each update count, as a float64 array.

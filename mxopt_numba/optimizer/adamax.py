@@ -2,8 +2,8 @@
 import numpy as np
 
 from ..kernels import adamax as kernels
-from .adam import check_beta, check_epsilon, per_count
-from .optimizer import DefaultValue, Optimizer, register
+from .adam import per_count
+from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
 
 __all__ = ["Adamax"]
 
@@ -40,9 +40,9 @@ class Adamax(Optimizer):
     def __init__(self, learning_rate=DefaultValue(0.002), beta1=0.9, beta2=0.999, epsilon=1e-8,
                  use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.beta1 = check_beta("beta1", beta1)
-        self.beta2 = check_beta("beta2", beta2, upper_inclusive=True)
-        self.epsilon = check_epsilon(epsilon)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2, upper_inclusive=True)
+        self.epsilon = check_positive("epsilon", epsilon)
 
     def create_state(self, index, weight):
         return (np.zeros(weight.shape, dtype=weight.dtype),   # m: first moment

@@ -6,8 +6,8 @@ import os
 import numpy as np
 
 from ..kernels import adamw as kernels
-from .adam import check_beta, check_epsilon, per_count
-from .optimizer import DefaultValue, Optimizer, register
+from .adam import per_count
+from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
 
 __all__ = ["AdamW"]
 
@@ -39,9 +39,9 @@ class _SkippingAdam(Optimizer):
             aggregate_num = default_aggregate_num()
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step,
                          aggregate_num=aggregate_num, **kwargs)
-        self.beta1 = check_beta("beta1", beta1)
-        self.beta2 = check_beta("beta2", beta2)
-        self.epsilon = check_epsilon(epsilon)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.correct_bias = bool(correct_bias)
 
     def create_state(self, index, weight):

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..kernels import ftml as kernels
-from .optimizer import DefaultValue, Optimizer, _real, register
+from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
 
 __all__ = ["FTML"]
 
@@ -40,15 +40,9 @@ class FTML(Optimizer):
     def __init__(self, learning_rate=DefaultValue(0.0025), beta1=0.6, beta2=0.999, epsilon=1e-8,
                  use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        beta1, beta2 = _real("beta1", beta1), _real("beta2", beta2)
-        epsilon = _real("epsilon", epsilon)
-        for name, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0.0 <= beta < 1.0:
-                raise ValueError("%s must be in [0, 1), got %r" % (name, beta))
-        if not epsilon > 0.0:
-            raise ValueError("epsilon must be > 0 (d_t divides by it when the gradient history "
-                             "is zero), got %r" % epsilon)
-        self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
+        self.epsilon = check_positive("epsilon", epsilon)
 
     def create_state(self, index, weight):
         return (np.zeros(weight.shape, dtype=weight.dtype),   # d

@@ -2,8 +2,7 @@
 import numpy as np
 
 from ..kernels import ftrl as kernels
-from .adagrad import real, state_dtype
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import DefaultValue, Optimizer, _real, register, state_float_dtype
 
 __all__ = ["Ftrl"]
 
@@ -51,7 +50,7 @@ class Ftrl(Optimizer):
     def __init__(self, learning_rate=DefaultValue(0.1), lamda1=0.01, beta=1.0, use_fused_step=True,
                  **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        lamda1, beta = real("lamda1", lamda1), real("beta", beta)
+        lamda1, beta = _real("lamda1", lamda1), _real("beta", beta)
         if not lamda1 >= 0.0:
             raise ValueError("lamda1 (the L1 strength) must be >= 0, got %r" % lamda1)
         if not beta > 0.0:
@@ -60,7 +59,7 @@ class Ftrl(Optimizer):
         self.beta = beta
 
     def create_state(self, index, weight):
-        dtype = state_dtype(weight)
+        dtype = state_float_dtype(weight)
         return (np.zeros(weight.shape, dtype=dtype),    # z
                 np.zeros(weight.shape, dtype=dtype))    # n
 

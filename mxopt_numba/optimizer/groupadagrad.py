@@ -2,8 +2,7 @@
 import numpy as np
 
 from ..kernels import groupadagrad as kernels
-from .adagrad import positive_epsilon, state_dtype
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import DefaultValue, Optimizer, check_positive, register, state_float_dtype
 
 __all__ = ["GroupAdaGrad"]
 
@@ -53,7 +52,7 @@ class GroupAdaGrad(Optimizer):
 
     def __init__(self, learning_rate=DefaultValue(0.01), epsilon=1e-6, use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.epsilon = positive_epsilon("epsilon", epsilon)
+        self.epsilon = check_positive("epsilon", epsilon)
         self._check_wd()
 
     def _check_wd(self):
@@ -62,7 +61,7 @@ class GroupAdaGrad(Optimizer):
 
     def create_state(self, index, weight):
         _check_2d(weight)
-        return np.zeros((weight.shape[0], 1), dtype=state_dtype(weight))
+        return np.zeros((weight.shape[0], 1), dtype=state_float_dtype(weight))
 
     def _leaf_size(self, weight, position):
         _check_2d(weight)

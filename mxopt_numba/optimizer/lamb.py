@@ -3,7 +3,8 @@ import numpy as np
 
 from ..kernels import lamb as kernels
 from .lars import l2norm, launch_sums, trust_ratios
-from .optimizer import DefaultValue, Optimizer, _real, register
+from .optimizer import (DefaultValue, Optimizer, _real, check_fraction, check_positive, register,
+                        state_float_dtype)
 
 __all__ = ["LAMB"]
 
@@ -58,15 +59,15 @@ class LAMB(Optimizer):
                  use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, aggregate_num=aggregate_num,
                          use_fused_step=use_fused_step, **kwargs)
-        self.beta1 = _beta("beta1", beta1)
-        self.beta2 = _beta("beta2", beta2)
-        self.epsilon = _positive("epsilon", epsilon)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.lower_bound = _bound("lower_bound", lower_bound)
         self.upper_bound = _bound("upper_bound", upper_bound)
         self.bias_correction = bool(bias_correction)
 
     def create_state(self, index, weight):
-        dtype = np.float64 if weight.dtype == np.float64 else np.float32
+        dtype = state_float_dtype(weight)
         return (np.zeros(weight.shape, dtype=dtype), np.zeros(weight.shape, dtype=dtype))
 
     # ------------------------------------------------------------------ scalars
@@ -114,20 +115,6 @@ class LAMB(Optimizer):
         lrs = lrs * self._trust(np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]))
         self._launch(kernels.multi_lamb_update_cpu, indices, weights, grads, states, lrs, wds,
                      (self.epsilon,), coefs, n_states=2)
-
-
-def _beta(name, value):
-    value = _real(name, value)
-    if not 0.0 <= value < 1.0:
-        raise ValueError("%s must be in [0, 1), got %r" % (name, value))
-    return value
-
-
-def _positive(name, value):
-    value = _real(name, value)
-    if not value > 0.0:
-        raise ValueError("%s must be > 0 (it keeps a division away from zero), got %r" % (name, value))
-    return value
 
 
 def _bound(name, value):

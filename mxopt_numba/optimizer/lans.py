@@ -3,9 +3,10 @@ import numpy as np
 
 from ..kernels import lans as kernels
 from ..kernels import norms as norm_kernels
-from .lamb import _beta, _bound, _positive
+from .lamb import _bound
 from .lars import l2norm, launch_sums, trust_ratios
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import (DefaultValue, Optimizer, check_fraction, check_positive, register,
+                        state_float_dtype)
 
 __all__ = ["LANS"]
 
@@ -54,14 +55,14 @@ class LANS(Optimizer):
                  lower_bound=None, upper_bound=None, aggregate_num=4, use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, aggregate_num=aggregate_num,
                          use_fused_step=use_fused_step, **kwargs)
-        self.beta1 = _beta("beta1", beta1)
-        self.beta2 = _beta("beta2", beta2)
-        self.epsilon = _positive("epsilon", epsilon)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.lower_bound = _bound("lower_bound", lower_bound)
         self.upper_bound = _bound("upper_bound", upper_bound)
 
     def create_state(self, index, weight):
-        dtype = np.float64 if weight.dtype == np.float64 else np.float32
+        dtype = state_float_dtype(weight)
         return (np.zeros(weight.shape, dtype=dtype), np.zeros(weight.shape, dtype=dtype))
 
     # ------------------------------------------------------------------ scalars

@@ -4,8 +4,7 @@ import collections
 import numpy as np
 
 from ..kernels import nadam as kernels
-from .adam import check_beta, check_epsilon
-from .optimizer import DefaultValue, Optimizer, _real, register
+from .optimizer import DefaultValue, Optimizer, _real, check_fraction, check_positive, register
 
 __all__ = ["Nadam"]
 
@@ -61,9 +60,9 @@ class Nadam(Optimizer):
     def __init__(self, learning_rate=DefaultValue(0.001), beta1=0.9, beta2=0.999, epsilon=1e-8,
                  schedule_decay=0.004, use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.beta1 = check_beta("beta1", beta1)
-        self.beta2 = check_beta("beta2", beta2)
-        self.epsilon = check_epsilon(epsilon)
+        self.beta1 = check_fraction("beta1", beta1)
+        self.beta2 = check_fraction("beta2", beta2)
+        self.epsilon = check_positive("epsilon", epsilon)
         schedule_decay = _real("schedule_decay", schedule_decay)
         if not 0.0 <= schedule_decay < float("inf"):
             raise ValueError("schedule_decay must be a finite number >= 0, got %r" % schedule_decay)

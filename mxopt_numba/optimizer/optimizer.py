@@ -792,6 +792,30 @@ def _real(name, value):
     return float(value)
 
 
+def check_fraction(name, value, upper_inclusive=False):
+    """``value`` as a float in [0, 1) (or [0, 1]), else a ValueError naming ``name``:
+    decay rates (betas, rho) of every rule."""
+    value = _real(name, value)
+    if not (0.0 <= value < 1.0 or (upper_inclusive and value == 1.0)):
+        raise ValueError("%s must be in [0, 1%s, got %r" % (name, "]" if upper_inclusive else ")", value))
+    return value
+
+
+def check_positive(name, value):
+    """``value`` as a finite float > 0, else a ValueError naming ``name``: epsilons and
+    other terms that keep a division away from zero."""
+    value = _real(name, value)
+    if not (0.0 < value < math.inf):
+        raise ValueError("%s must be a finite number > 0 (it keeps a division away from zero), got %r"
+                         % (name, value))
+    return value
+
+
+def state_float_dtype(weight):
+    """Dtype of states MXNet keeps in float32: float32, or float64 for float64 weights."""
+    return np.float64 if weight.dtype == np.float64 else np.float32
+
+
 def _mult_dict(name, d):
     if not isinstance(d, dict):
         raise TypeError("%s must be a dict of index or name -> multiplier, got %s" % (name, type(d).__name__))

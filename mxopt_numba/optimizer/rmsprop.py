@@ -2,8 +2,8 @@
 import numpy as np
 
 from ..kernels import rmsprop as kernels
-from .adagrad import positive_epsilon, real, state_dtype, unit_interval
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import (DefaultValue, Optimizer, _real, check_fraction, check_positive, register,
+                        state_float_dtype)
 
 __all__ = ["RMSProp"]
 
@@ -58,14 +58,14 @@ class RMSProp(Optimizer):
                 raise DeprecationWarning("RMSProp's %s= argument is deprecated: use rho= (decay) and "
                                          "momentum=" % old)
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        self.rho = unit_interval("rho", rho)
-        momentum = real("momentum", momentum)
+        self.rho = check_fraction("rho", rho, upper_inclusive=True)
+        momentum = _real("momentum", momentum)
         if not momentum >= 0.0:
             raise ValueError("momentum must be >= 0, got %r" % momentum)
         self.momentum = momentum
-        self.epsilon = positive_epsilon("epsilon", epsilon)
+        self.epsilon = check_positive("epsilon", epsilon)
         self.centered = bool(centered)
-        self.clip_weights = None if clip_weights is None else real("clip_weights", clip_weights)
+        self.clip_weights = None if clip_weights is None else _real("clip_weights", clip_weights)
 
     def _clip_weights_bound(self):
         """The kernels' clip_weights argument: negative means no clipping."""
@@ -73,7 +73,7 @@ class RMSProp(Optimizer):
         return -1.0 if (c is None or not c > 0) else float(c)
 
     def create_state(self, index, weight):
-        dtype = state_dtype(weight)
+        dtype = state_float_dtype(weight)
         if self.centered:
             return (np.zeros(weight.shape, dtype=dtype),    # mean
                     np.zeros(weight.shape, dtype=dtype),    # var
