@@ -3,7 +3,9 @@
 A *format* is a zero-length array whose dtype tells a kernel how to read and write one
 column of the address table (see ``_common``); kernels specialise on it at compile time.
 """
+import inspect
 import os
+import re
 
 import numpy as np
 
@@ -87,3 +89,24 @@ def run(kernel, n_elements, *args):
     if n_elements < SERIAL_BELOW or _forked_child:
         return kernel.serial(*args)
     return kernel(*args)
+
+
+_COLUMNS = {}
+_VIEW_COLUMN = re.compile(r"\bview\(\s*ptrs\s*,\s*\w+\s*,\s*(\d+)\s*,")
+
+
+def columns_read(kernel):
+    """Columns of the address table ``kernel`` reads (at least 3: weight, gradient, master),
+    from the ``view(ptrs, t, column, ...)`` calls in its source.  A launch over a table
+    with fewer columns would read addresses that are not there, so the launch layer
+    refuses it whatever the rule's own checks say."""
+    func = getattr(kernel, "py_func", kernel)
+    n = _COLUMNS.get(func)
+    if n is None:
+        try:
+            source = inspect.getsource(func)
+        except (OSError, TypeError):
+            source = ""
+        n = max([3] + [int(c) + 1 for c in _VIEW_COLUMN.findall(source)])
+        _COLUMNS[func] = n
+    return n

@@ -10,9 +10,11 @@ machine without CUDA raises :class:`GPUUnavailableError` only when device arrays
 """
 import numpy as np
 
+from ._state_tree import map_state, state_leaves
+
 __all__ = ["GPUUnavailableError", "GPU_UNAVAILABLE", "cuda_module", "simulator", "is_device_array",
-           "on_device", "mixed_error", "dtype_of", "address", "as_device_array", "leaves",
-           "map_leaves", "create_state", "to_host"]
+           "on_device", "mixed_error", "dtype_of", "address", "as_device_array",
+           "create_state", "to_host"]
 
 GPU_UNAVAILABLE = ("GPU support needs numba-cuda and a CUDA device: install the 'gpu' extra "
                    "(pip install 'mxopt-numba[gpu]', plus the CUDA toolkit wheels matching your "
@@ -66,26 +68,6 @@ def is_device_array(x):
         return False               # e.g. CPU torch tensors, whose property raises
 
 
-def leaves(state):
-    """The arrays of a (nested tuple/list) state in order, ``None`` entries dropped."""
-    if state is None:
-        return ()
-    if isinstance(state, (tuple, list)):
-        out = ()
-        for s in state:
-            out += leaves(s)
-        return out
-    return (state,)
-
-
-def map_leaves(state, fn):
-    if state is None:
-        return None
-    if isinstance(state, (tuple, list)):
-        return type(state)(map_leaves(s, fn) for s in state)
-    return fn(state)
-
-
 def _grad_data(grad):
     return grad.data if getattr(grad, "stype", None) == "row_sparse" else grad
 
@@ -100,12 +82,14 @@ def on_device(weights, grads, states):
     for kind, arrays in (("weights", weights), ("grads", [_grad_data(g) for g in grads]),
                          ("states", states)):
         for k, item in enumerate(arrays):
-            for a in (leaves(item) if kind == "states" else (item,)):
+            parts = (enumerate(state_leaves(item)) if kind == "states" else ((None, item),))
+            for p, a in parts:
                 where = is_device_array(a)
+                name = "%s[%d]" % (kind, k) if p is None else "%s[%d] leaf %d" % (kind, k, p)
                 if first is None:
-                    first = (where, "%s[%d]" % (kind, k))
+                    first = (where, name)
                 elif where != first[0]:
-                    raise mixed_error("%s[%d]" % (kind, k), a, first[1])
+                    raise mixed_error(name, a, first[1])
     if first is not None and first[0]:
         cuda_module()
         return True
@@ -204,4 +188,4 @@ def create_state(optimizer, index, weight):
     """
     cuda = cuda_module()
     state = optimizer.create_state_multi_precision(index, to_host(weight))
-    return map_leaves(state, lambda a: cuda.to_device(np.ascontiguousarray(a)))
+    return map_state(state, lambda a: cuda.to_device(np.ascontiguousarray(a)))

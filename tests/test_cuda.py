@@ -25,6 +25,7 @@ from numba.core import types as nb_types
 import mxopt_numba as mxo
 from cases import CASES
 from mxopt_numba import _device
+from mxopt_numba._state_tree import state_leaves
 from mxopt_numba.kernels import _launch as launch
 
 pytestmark = pytest.mark.gpu
@@ -267,56 +268,12 @@ def test_twin_matches_cpu_kernel(module, name, layout):
 
 @pytest.fixture
 def device_routing(monkeypatch):
-    """Route device arrays to the GPU path the way ``optimizer.py`` and ``updater.py`` do
-    once they call ``_device`` (a no-op from then on; the layer-wise reductions go through
-    ``Optimizer._launch`` too), with the launch geometry shrunk for the simulator."""
-    from mxopt_numba.optimizer import _gpu_launch, updater
-    from mxopt_numba.optimizer import optimizer as base
+    """The launch geometry shrunk for the simulator (device arrays take the GPU path by
+    themselves)."""
+    from mxopt_numba.optimizer import _gpu_launch
     monkeypatch.setattr(_gpu_launch.config, "threads_per_block", THREADS)
     monkeypatch.setattr(_gpu_launch.config, "max_blocks", GRID)
     monkeypatch.setattr(_gpu_launch.config, "block_elements", TABLE_BLOCK)
-    if getattr(base, "_device", None) is not None:
-        return
-    cls = base.Optimizer
-    update, launch_, create_mp = cls.update, cls._launch, cls.create_state_multi_precision
-
-    def routed_update(self, indices, weights, grads, states):
-        i, w, g, s = base._as_lists(indices, weights, grads, states)
-        if w and _device.is_device_array(w[0]):
-            return _gpu_launch.update(self, i, w, g, s)
-        return update(self, indices, weights, grads, states)
-
-    def routed_launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
-                      n_states=None):
-        if getattr(self._active, "on_device", False):
-            return _gpu_launch.launch_gpu(self, kernel, indices, weights, grads, states, lrs, wds, scalars,
-                                          coefs, n_states)
-        return launch_(self, kernel, indices, weights, grads, states, lrs, wds, scalars, coefs, n_states)
-
-    def routed_create(self, index, weight):
-        if _device.is_device_array(weight):
-            return _device.create_state(self, index, weight)
-        return create_mp(self, index, weight)
-
-    monkeypatch.setattr(cls, "update", routed_update)
-    monkeypatch.setattr(cls, "_launch", routed_launch)
-    monkeypatch.setattr(cls, "create_state_multi_precision", routed_create)
-    monkeypatch.setattr(cls, "uses_master", lambda self, w: self.multi_precision
-                        and base.is_low_precision(_device.dtype_of(w)))
-    monkeypatch.setattr(updater, "np", _UpdaterNumpy())
-
-
-class _UpdaterNumpy:
-    """NumPy for updater.py, whose dtype grouping calls ``np.asarray(w)``."""
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-    @staticmethod
-    def asarray(x, *args, **kwargs):
-        if _device.is_device_array(x):
-            return np.empty(0, _device.dtype_of(x))
-        return np.asarray(x, *args, **kwargs)
 
 
 @pytest.fixture
@@ -354,7 +311,7 @@ def _run_updater(case, kwargs, dtype, device, steps=2, multi_precision=False, ag
     for t in range(steps):
         updater(list(range(len(weights))), [put(g.astype(dtype)) for g in grads[t]], weights)
     host = (lambda a: a.copy_to_host()) if device else (lambda a: a)
-    states = [[host(x) for x in _device.leaves(updater.states[k])] for k in range(len(weights))]
+    states = [[host(x) for x in state_leaves(updater.states[k])] for k in range(len(weights))]
     return [host(w) for w in weights], states
 
 
@@ -533,11 +490,10 @@ def test_host_arrays_never_touch_cuda():
 
 @needs_cuda
 def test_one_launch_per_chunk_and_tables_reused(device_routing, launches):
-    from mxopt_numba.optimizer import _gpu_launch
     opt, weights, grads, states = _sgd_setup(True)
     indices = [0, 1, 2]
     opt.update(indices, weights, grads, states)
-    plan = opt._plans[(_gpu_launch._GPU_KEY, tuple(indices))]
+    plan = opt._plans.get(tuple(indices))
     ptrs, blocks = plan.groups[0].ptrs, plan.groups[0].blocks
     opt.update(indices, weights, grads, states)                 # same gradients: tables as they are
     new_grads = [cuda.to_device(g.copy_to_host() * 2) for g in grads]

@@ -187,7 +187,7 @@ def test_lars_states_from_other_settings_are_refused():
     w = np.ones(3, np.float32)
     state = opt.create_state(0, w)          # None: momentum is 0
     opt.momentum = 0.9
-    with pytest.raises(ValueError, match="state array"):
+    with pytest.raises(ValueError, match="does not fit LARS"):
         opt.update([0], [w], [np.ones(3, np.float32)], [state])
 
 

@@ -2,14 +2,14 @@
 import numpy as np
 
 from ..kernels import adabelief as kernels
-from .adamw import _SkippingAdam, skips_update
+from ._shared import SkippingAdam, skips_update
 from .optimizer import register
 
 __all__ = ["AdaBelief"]
 
 
 @register
-class AdaBelief(_SkippingAdam):
+class AdaBelief(SkippingAdam):
     """AdaBelief (Zhuang et al.), MXNet 2.x rule::
 
         if rescale_grad is 0, NaN or +-inf: skip (weights and moments untouched)

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from ..kernels import adam as kernels
+from ._shared import per_count
 from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
 
 __all__ = ["Adam"]
@@ -35,8 +36,9 @@ class Adam(Optimizer):
     epsilon : float, default 1e-8
         Added to ``sqrt(v)``; must be > 0 (a zero gradient would give 0/0).
     lazy_update : bool, default False
-        Stored for MXNet compatibility; row_sparse gradients are currently applied as
-        the standard (dense) update, which is what ``lazy_update=False`` does.
+        With a row_sparse gradient, update only the listed rows: weight decay and the
+        decay of both moments skip every other row (MXNet's lazy Adam).  False applies
+        the standard update, as if the gradient were dense with zeros elsewhere.
     use_fused_step : bool, default True
     **kwargs : see :class:`Optimizer` (``multi_precision``, ``aggregate_num``, ...).
     """
@@ -75,25 +77,3 @@ class Adam(Optimizer):
                      self._corrected_lrs(indices), self._wd_array(indices),
                      (self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2, self.epsilon,
                       self.rescale_grad, self._clip_bound()))
-
-
-# --------------------------------------------------------------------------- shared by the Adam family
-
-def per_count(counts, fn):
-    """``fn(t)`` for each update count, as a float64 array.
-
-    ``fn`` runs on Python floats once per distinct count (usually one per step), so a
-    tensor's coefficient never depends on which other tensors share its launch.
-    """
-    counts = np.asarray(counts, dtype=np.float64)
-    if counts.size == 0:
-        return np.zeros(0)
-    if (counts == counts[0]).all():
-        return np.full(counts.size, fn(float(counts[0])))
-    cache = {}
-    out = np.empty(counts.size)
-    for k, t in enumerate(counts.tolist()):
-        if t not in cache:
-            cache[t] = fn(t)
-        out[k] = cache[t]
-    return out

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..kernels import adamax as kernels
-from .adam import per_count
+from ._shared import per_count
 from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
 
 __all__ = ["Adamax"]

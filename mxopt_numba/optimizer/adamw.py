@@ -1,69 +1,15 @@
-"""AdamW: Adam with decoupled weight decay (MXNet 2.x), and the pieces it shares with
-AdaBelief (bias-corrected step size, whole-update skip, aggregation default)."""
-import math
-import os
-
+"""AdamW: Adam with decoupled weight decay (MXNet 2.x)."""
 import numpy as np
 
 from ..kernels import adamw as kernels
-from .adam import per_count
-from .optimizer import DefaultValue, Optimizer, check_fraction, check_positive, register
+from ._shared import SkippingAdam, skips_update
+from .optimizer import register
 
 __all__ = ["AdamW"]
 
 
-def default_aggregate_num():
-    """MXNet's effective default for AdamW/AdaBelief:
-    ``clamp(int(MXNET_OPTIMIZER_AGGREGATION_SIZE or 4), 1, 50)``."""
-    try:
-        n = int(os.environ.get("MXNET_OPTIMIZER_AGGREGATION_SIZE", "4"))
-    except ValueError:
-        n = 4
-    return min(max(n, 1), 50)
-
-
-def skips_update(rescale_grad):
-    """True when ``rescale_grad`` is 0, NaN or +-inf: the whole update is skipped."""
-    r = float(rescale_grad)
-    return r == 0.0 or not math.isfinite(r)
-
-
-class _SkippingAdam(Optimizer):
-    """Common constructor, state and step size of AdamW and AdaBelief."""
-
-    fused_by_default = True
-
-    def __init__(self, learning_rate=DefaultValue(0.001), beta1=0.9, beta2=0.999, epsilon=1e-6,
-                 correct_bias=True, use_fused_step=True, aggregate_num=None, **kwargs):
-        if aggregate_num is None:
-            aggregate_num = default_aggregate_num()
-        super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step,
-                         aggregate_num=aggregate_num, **kwargs)
-        self.beta1 = check_fraction("beta1", beta1)
-        self.beta2 = check_fraction("beta2", beta2)
-        self.epsilon = check_positive("epsilon", epsilon)
-        self.correct_bias = bool(correct_bias)
-
-    def create_state(self, index, weight):
-        return (np.zeros(weight.shape, dtype=weight.dtype),   # mean
-                np.zeros(weight.shape, dtype=weight.dtype))   # var
-
-    def _etas(self, indices):
-        """Step size per tensor: the learning rate, bias-corrected if ``correct_bias``."""
-        lrs = self._lr_array(indices)
-        if not self.correct_bias:
-            return lrs
-        beta1, beta2 = self.beta1, self.beta2
-        return lrs * per_count(self._index_counts(indices),
-                               lambda t: math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t))
-
-    def _scalars(self):
-        return (self.beta1, 1.0 - self.beta1, self.beta2, 1.0 - self.beta2, self.epsilon,
-                float(self.rescale_grad), self._clip_bound())
-
-
 @register
-class AdamW(_SkippingAdam):
+class AdamW(SkippingAdam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), MXNet 2.x rule::
 
         if rescale_grad is 0, NaN or +-inf: skip (weights and moments untouched)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..kernels import dcasgd as kernels
-from .optimizer import DefaultValue, Optimizer, _real, register
+from .optimizer import DefaultValue, Optimizer, check_non_negative, _real, register
 
 __all__ = ["DCASGD"]
 
@@ -41,9 +41,7 @@ class DCASGD(Optimizer):
     def __init__(self, learning_rate=DefaultValue(0.1), momentum=0.0, lamda=0.04,
                  use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
-        momentum = _real("momentum", momentum)
-        if not momentum >= 0.0:
-            raise ValueError("momentum must be >= 0, got %r" % momentum)
+        momentum = check_non_negative("momentum", momentum)
         lamda = _real("lamda", lamda)
         if not lamda >= 0.0:
             raise ValueError("lamda must be >= 0 (strength of the delay compensation), got %r" % lamda)

@@ -2,9 +2,9 @@
 import numpy as np
 
 from ..kernels import lamb as kernels
-from .lars import l2norm, launch_sums, trust_ratios
-from .optimizer import (DefaultValue, Optimizer, _real, check_fraction, check_positive, register,
-                        state_float_dtype)
+from ._shared import l2norm, launch_sums, trust_ratios
+from .optimizer import (DefaultValue, Optimizer, check_bound, check_fraction, check_positive,
+                        register, state_float_dtype)
 
 __all__ = ["LAMB"]
 
@@ -62,8 +62,8 @@ class LAMB(Optimizer):
         self.beta1 = check_fraction("beta1", beta1)
         self.beta2 = check_fraction("beta2", beta2)
         self.epsilon = check_positive("epsilon", epsilon)
-        self.lower_bound = _bound("lower_bound", lower_bound)
-        self.upper_bound = _bound("upper_bound", upper_bound)
+        self.lower_bound = check_bound("lower_bound", lower_bound)
+        self.upper_bound = check_bound("upper_bound", upper_bound)
         self.bias_correction = bool(bias_correction)
 
     def create_state(self, index, weight):
@@ -115,12 +115,3 @@ class LAMB(Optimizer):
         lrs = lrs * self._trust(np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]))
         self._launch(kernels.multi_lamb_update_cpu, indices, weights, grads, states, lrs, wds,
                      (self.epsilon,), coefs, n_states=2)
-
-
-def _bound(name, value):
-    if value is None:
-        return None
-    value = _real(name, value)
-    if not value >= 0.0:
-        raise ValueError("%s must be None or >= 0 (a bound on a norm), got %r" % (name, value))
-    return value

@@ -3,10 +3,9 @@ import numpy as np
 
 from ..kernels import lans as kernels
 from ..kernels import norms as norm_kernels
-from .lamb import _bound
-from .lars import l2norm, launch_sums, trust_ratios
-from .optimizer import (DefaultValue, Optimizer, check_fraction, check_positive, register,
-                        state_float_dtype)
+from ._shared import l2norm, launch_sums, trust_ratios
+from .optimizer import (DefaultValue, Optimizer, check_bound, check_fraction, check_positive,
+                        register, state_float_dtype)
 
 __all__ = ["LANS"]
 
@@ -58,8 +57,8 @@ class LANS(Optimizer):
         self.beta1 = check_fraction("beta1", beta1)
         self.beta2 = check_fraction("beta2", beta2)
         self.epsilon = check_positive("epsilon", epsilon)
-        self.lower_bound = _bound("lower_bound", lower_bound)
-        self.upper_bound = _bound("upper_bound", upper_bound)
+        self.lower_bound = check_bound("lower_bound", lower_bound)
+        self.upper_bound = check_bound("upper_bound", upper_bound)
 
     def create_state(self, index, weight):
         dtype = state_float_dtype(weight)

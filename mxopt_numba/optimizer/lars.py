@@ -1,50 +1,17 @@
-"""LARS: SGD with a layer-wise trust ratio; also home of ``launch_sums``, the phase-1
-launcher the layer-wise optimizers (LARS, LAMB, LANS, LBSGD) share."""
+"""LARS: SGD with a layer-wise trust ratio."""
 import numpy as np
 
 from ..kernels import norms as norm_kernels
 from ..kernels import sgd as sgd_kernels
-from ..sparse import RowSparseArray
-from .optimizer import DefaultValue, Optimizer, _as_lists, _real, register
+from .. import _device
+from . import _plan
+from ._shared import l2norm, launch_sums
+from .optimizer import DefaultValue, Optimizer, check_non_negative, register
 
 __all__ = ["LARS"]
 
 #: names ending like this keep their learning rate (MXNet's rule)
 _NO_TRUST_SUFFIXES = ("gamma", "beta", "bias")
-
-
-def launch_sums(opt, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
-                n_states=None):
-    """Run a reduction kernel over the chunk (one call per storage layout, usually one) and
-    return its per-tensor float64 sums as an array with one row per tensor.
-
-    Same arguments as :meth:`Optimizer._launch`, which scatters each launch's rows back
-    into call order.
-    """
-    plan = opt._active
-    if plan is None or plan.indices is not indices:
-        plan = opt._plan(indices, weights, grads, states)
-    if plan.slots is None:
-        # a row plan (lazy row_sparse update) addresses rows: its sums would not be norms
-        raise RuntimeError("per-tensor sums need whole tensors, not the rows of a lazy update")
-    sums = opt._launch(kernel, indices, weights, grads, states, lrs, wds, scalars, coefs, n_states)
-    if sums is None:
-        sums = np.zeros((len(weights), 2), dtype=np.float64)
-    # under sharded distributed training a tensor's sums are partial: add them up across
-    # processes (every process calls this the same number of times)
-    reducer = opt.norm_reducer
-    return sums if reducer is None else reducer(sums)
-
-
-def l2norm(x):
-    """``||x||`` accumulated in float64 (the kernels' precision, whatever ``x``'s dtype)."""
-    return np.sqrt(np.sum(np.square(x, dtype=np.float64)))
-
-
-def trust_ratios(r1, r2):
-    """``r1 / r2`` where both are non-zero, else 1 (MXNet's LAMB/LANS kernels; NaN stays NaN)."""
-    ok = (r1 != 0) & (r2 != 0)
-    return np.where(ok, r1 / np.where(ok, r2, 1.0), 1.0)
 
 
 @register
@@ -91,9 +58,9 @@ class LARS(Optimizer):
                  lazy_update=False, use_fused_step=True, aggregate_num=1, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step,
                          aggregate_num=aggregate_num, **kwargs)
-        self.momentum = _non_negative("momentum", momentum)
-        self.eta = _non_negative("eta", eta)
-        self.epsilon = _non_negative("epsilon", epsilon)
+        self.momentum = check_non_negative("momentum", momentum)
+        self.eta = check_non_negative("eta", eta)
+        self.epsilon = check_non_negative("epsilon", epsilon)
         self.lazy_update = bool(lazy_update)
 
     def create_state(self, index, weight):
@@ -113,41 +80,27 @@ class LARS(Optimizer):
             ratio = self.eta * w_norm / (g_norm + wds * w_norm + self.epsilon)
         return np.where(use & (w_norm > 0) & (g_norm > 0), ratio, 1.0)
 
-    def _whole_tensor_ratios(self, indices, weights, grads, states):
-        """Trust ratios from whole tensors, for lazy updates (whose kernels see only the
-        listed rows); a row_sparse gradient's norm is the norm of its rows."""
-        checked = self._validated(weights, grads, states)
-        use = self._uses_trust(indices)
-        w_norm = np.array([l2norm(w if m is None else m) for w, _, m, _ in checked])
-        g_norm = np.array([l2norm((g.data if isinstance(g, RowSparseArray) else g) * self.rescale_grad)
-                           for _, g, _, _ in checked])
-        ratios = self._ratios(use, w_norm, g_norm, self._wd_array(indices))
-        return dict(zip(indices, ratios.tolist()))
-
-    def _given_ratios(self, indices):
-        ratios = self.__dict__.get("_lazy_ratios")
-        if ratios is None:
-            return None
-        return np.array([ratios[i] for i in indices], dtype=np.float64)
+    def _row_ratios(self, plan):
+        """Trust ratios of a lazy row-sparse plan, from the whole tensors (its kernels see
+        only the listed rows); a row_sparse gradient's norm is the norm of its rows."""
+        use = self._uses_trust(plan.indices)
+        w_norm = np.array([l2norm(_host(w if m is None else m)) for w, _, m, *_ in plan.sources])
+        g_norm = np.array([l2norm(_host(g.data) * self.rescale_grad) for _, g, *_ in plan.sources])
+        return self._ratios(use, w_norm, g_norm, self._wd_array(plan.indices))
 
     # ------------------------------------------------------------------ update paths
-    def update(self, indices, weights, grads, states):
-        """As :meth:`Optimizer.update`; a lazy update of row_sparse gradients takes its
-        trust ratios from the whole tensors first."""
-        if self.sparse_updates_rows():
-            idx, ws, gs, ss = _as_lists(indices, weights, grads, states)
-            if any(isinstance(g, RowSparseArray) for g in gs):
-                self._lazy_ratios = self._whole_tensor_ratios(idx, ws, gs, ss)
-                try:
-                    return super().update(indices, weights, grads, states)
-                finally:
-                    del self._lazy_ratios
-        return super().update(indices, weights, grads, states)
-
     def step(self, indices, weights, grads, states):
+        self._sgd_step(indices, weights, grads, states, None)
+
+    def _step_rows(self, plan, step=None):
+        given = dict(zip(plan.indices, self._row_ratios(plan).tolist()))
+        super()._step_rows(plan, lambda i, w, g, s: self._sgd_step(i, w, g, s, [given[i[0]]]))
+
+    def _sgd_step(self, indices, weights, grads, states, given):
+        """SGD with each tensor's learning rate scaled by its trust ratio (``given``, or
+        computed from the tensors themselves)."""
         use = self._uses_trust(indices)
         lrs, wds = self._lr_array(indices).tolist(), self._wd_array(indices).tolist()
-        given = self._given_ratios(indices)
         for k, (weight, grad, mom) in enumerate(zip(weights, grads, states)):
             lr, wd = lrs[k], wds[k]
             if given is not None:
@@ -167,9 +120,9 @@ class LARS(Optimizer):
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
         use = self._uses_trust(indices)
-        given = self._given_ratios(indices)
-        if given is not None:
-            lrs = lrs * given
+        plan = _plan.plan_of(weights)
+        if plan is not None and plan.rows:
+            lrs = lrs * self._row_ratios(plan)
         elif use.any():
             sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
                                lrs, wds, (abs(self.rescale_grad),))
@@ -182,8 +135,5 @@ class LARS(Optimizer):
                          wds, (self.momentum, self.rescale_grad, self._clip_bound()), n_states=1)
 
 
-def _non_negative(name, value):
-    value = _real(name, value)
-    if not value >= 0.0:
-        raise ValueError("%s must be >= 0, got %r" % (name, value))
-    return value
+def _host(a):
+    return a if isinstance(a, np.ndarray) else _device.to_host(a)

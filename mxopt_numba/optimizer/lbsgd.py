@@ -9,8 +9,9 @@ from ..kernels import lbsgd as kernels
 from ..kernels import norms as norm_kernels
 from ..kernels import sgd as sgd_kernels
 from ..sparse import RowSparseArray
-from .lars import launch_sums
-from .optimizer import DefaultValue, Optimizer, _is_index, _real, register, state_leaves
+from ._shared import launch_sums
+from .optimizer import (DefaultValue, Optimizer, check_non_negative, _is_index, _real, register,
+                        state_leaves)
 
 __all__ = ["LBSGD"]
 
@@ -82,9 +83,7 @@ class LBSGD(Optimizer):
                  num_epochs=60, learning_rate=DefaultValue(0.01), use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, multi_precision=multi_precision,
                          use_fused_step=use_fused_step, **kwargs)
-        momentum = _real("momentum", momentum)
-        if not momentum >= 0.0:
-            raise ValueError("momentum must be >= 0, got %r" % momentum)
+        momentum = check_non_negative("momentum", momentum)
         if not isinstance(warmup_strategy, str):
             raise TypeError("warmup_strategy must be a string, got %r" % (warmup_strategy,))
         if warmup_strategy not in _STRATEGIES:

@@ -3,7 +3,7 @@ import numpy as np
 
 from ..kernels import nag as kernels
 from ..kernels import sgd as sgd_kernels
-from .optimizer import DefaultValue, Optimizer, _real, register
+from .optimizer import DefaultValue, Optimizer, check_non_negative, register
 
 __all__ = ["NAG"]
 
@@ -39,9 +39,7 @@ class NAG(Optimizer):
                  use_fused_step=True, **kwargs):
         super().__init__(learning_rate=learning_rate, multi_precision=multi_precision,
                          use_fused_step=use_fused_step, **kwargs)
-        momentum = _real("momentum", momentum)
-        if not momentum >= 0.0:
-            raise ValueError("momentum must be >= 0, got %r" % momentum)
+        momentum = check_non_negative("momentum", momentum)
         self.momentum = momentum
 
     def create_state(self, index, weight):

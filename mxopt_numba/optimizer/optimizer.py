@@ -7,16 +7,16 @@ that prepares per-tensor scalars and calls :meth:`Optimizer._launch`.
 import collections
 import math
 import numbers
-import operator
 import warnings
-import weakref
 
 import numpy as np
 
 from .. import _device
 from .. import registry as _registry_mod
-from ..kernels import _launch as launch
 from ..sparse import RowSparseArray
+from . import _plan
+from .._state_tree import map_state, state_leaves
+from ._gpu_launch import CUDA
 
 __all__ = ["Optimizer", "register", "create", "DefaultValue"]
 
@@ -35,28 +35,6 @@ class DefaultValue(float):
 def is_low_precision(dtype):
     dtype = np.dtype(dtype)
     return dtype == np.float16 or dtype.name == "bfloat16"
-
-
-def state_leaves(state):
-    """The arrays of a (nested tuple/list) state in order, ``None`` entries dropped."""
-    if state is None:
-        return ()
-    if isinstance(state, np.ndarray):
-        return (state,)
-    if isinstance(state, (tuple, list)):
-        out = ()
-        for s in state:
-            out += state_leaves(s)
-        return out
-    raise TypeError("optimizer state must be an array, None or a tuple of them, got %r" % type(state))
-
-
-def map_state(state, fn):
-    if state is None:
-        return None
-    if isinstance(state, np.ndarray):
-        return fn(state)
-    return type(state)(map_state(s, fn) for s in state)
 
 
 def _is_index(x):
@@ -236,8 +214,7 @@ class Optimizer:
                             % type(param_dict).__name__)
         self.param_dict = param_dict if param_dict else {}
         self.allow_np_array = True
-        self._plans = collections.OrderedDict()
-        self._active = None
+        self._plans = _plan.PlanCache()
         self.set_lr_mult({})
         self.set_wd_mult({})
 
@@ -321,8 +298,8 @@ class Optimizer:
 
     # ------------------------------------------------------------------ counts, lr, wd
     def _slots(self, indices):
-        plan = self._active
-        if plan is not None and plan.indices is indices and plan.slots is not None:
+        plan = _plan.plan_of(indices)
+        if plan is not None and plan.slots is not None and plan.counts is self._index_update_count:
             return plan.slots
         if _is_index(indices):
             indices = (indices,)
@@ -395,15 +372,24 @@ class Optimizer:
         state on the device."""
         if _device.is_device_array(weight):
             return _device.create_state(self, index, weight)
-        _check_weight("weight", weight)
-        if self.uses_master(weight):
-            master = weight.astype(np.float32)
-            return (master, self.create_state(index, master))
+        _plan._check_weight(_plan.HOST, "weight", weight)
         if weight.dtype == np.float16 and not self.multi_precision:
             warnings.warn("Accumulating with float16 in optimizer can lead to poor accuracy or slow "
                           "convergence. Consider using multi_precision=True option of the %s optimizer"
                           % type(self).__name__, UserWarning, stacklevel=2)
+        return self._new_state(index, weight)
+
+    def _new_state(self, index, weight):
+        if self.uses_master(weight):
+            master = weight.astype(np.float32)
+            return (master, self.create_state(index, master))
         return self.create_state(index, weight)
+
+    def state_signature(self, index, weight):
+        """Structure (nesting, ``None`` entries, leaf dtypes) of the state this optimizer,
+        as configured now, builds for a host ``weight``; the launch layer refuses states of
+        any other structure before a kernel reads them."""
+        return _plan.signature(self._new_state(index, weight), _device.dtype_of)
 
     def _leaf_size(self, weight, position):
         """Elements expected in state leaf ``position`` of ``weight`` (override for rules
@@ -414,24 +400,7 @@ class Optimizer:
     def update(self, indices, weights, grads, states):
         """Update weights in place: lists (MXNet 2.x) or one index (MXNet 1.x)."""
         indices, weights, grads, states = _as_lists(indices, weights, grads, states)
-        if weights and _device.is_device_array(weights[0]):
-            from ._gpu_launch import update      # CUDA arrays: the twins of the kernels
-            return update(self, indices, weights, grads, states)
-        if self.sparse_updates_rows():
-            sparse = [k for k, g in enumerate(grads) if isinstance(g, RowSparseArray)]
-            if sparse:
-                return self._update_rows(indices, weights, grads, states, sparse)
-        plan = self._plan(indices, weights, grads, states)    # validates everything first
-        self._active = plan
-        try:
-            self._update_count(indices)
-            if self.use_fused_step:
-                self.fused_step(indices, weights, plan.grad_keep, states)
-            else:
-                self._step_in_precision(indices, weights, plan.grad_keep, states)
-        finally:
-            self._active = None
-            plan.grad_keep = None    # do not keep the caller's gradients alive between steps
+        self._run_update(self._plans, indices, weights, grads, states)
 
     def update_multi_precision(self, indices, weights, grads, states):
         """Same as :meth:`update`: every path here understands multi-precision states."""
@@ -445,151 +414,73 @@ class Optimizer:
         """Kernel version of the rule."""
         raise NotImplementedError("%s has no fused_step()" % type(self).__name__)
 
-    def _step_in_precision(self, indices, weights, grads, states):
+    def _step_in_precision(self, indices, weights, grads, states, step=None):
         """Run ``step`` so that low-precision weights are computed in float32 and rounded
         once, exactly like the kernels (multi-precision: on the master copy)."""
+        step = self.step if step is None else step
         plain = []
         for index, weight, grad, state in zip(indices, weights, grads, states):
             if self.uses_master(weight):
                 master, inner = state
-                self.step([index], [master], [grad.astype(np.float32)], [inner])
+                step([index], [master], [grad.astype(np.float32)], [inner])
                 weight[...] = master.astype(weight.dtype)
             elif is_low_precision(weight.dtype):
                 w32 = weight.astype(np.float32)
                 s32 = map_state(state, lambda a: a.astype(np.float32))
-                self.step([index], [w32], [grad.astype(np.float32)], [s32])
+                step([index], [w32], [grad.astype(np.float32)], [s32])
                 weight[...] = w32.astype(weight.dtype)
                 for dst, src in zip(state_leaves(state), state_leaves(s32)):
                     dst[...] = src.astype(dst.dtype)
             else:
                 plain.append((index, weight, grad.astype(weight.dtype, copy=False), state))
         if plain:
-            self.step(*map(list, zip(*plain)))
+            step(*map(list, zip(*plain)))
 
-    # ------------------------------------------------------------------ kernel launch
-    def _plan(self, indices, weights, grads, states):
-        key = tuple(indices)
-        plan = self._plans.get(key)
-        if (plan is not None and len(plan.weights) == len(weights)
-                and all(map(operator.is_, weights, plan.weights))
-                and all(map(operator.is_, states, plan.states))):
-            if plan.grads_direct and all(map(operator.is_, grads, map(_deref, plan.grad_refs))):
-                plan.grad_keep = grads
-                plan.indices = indices
-                self._plans.move_to_end(key)
-                return plan
-            if self._refresh_grads(plan, grads):
-                plan.indices = indices
-                self._plans.move_to_end(key)
-                return plan
-        plan = self._build_plan(key, indices, weights, grads, states)
-        self._plans[key] = plan
-        if len(self._plans) > 4096:
-            self._plans.popitem(last=False)
-        return plan
-
-    def _remember_grads(self, plan, grads, checked):
-        """Weak references only: a gradient array is never kept alive by the cache, and a
-        new array at a recycled address is never mistaken for the old one."""
-        plan.grad_keep = checked
-        plan.grad_dtypes = [c.dtype for c in checked]
-        plan.grads_direct = all(map(operator.is_, grads, checked))
-        plan.grad_refs = [weakref.ref(g) for g in grads]
-
-    def _check_grad(self, k, weight, grad):
-        if isinstance(grad, RowSparseArray):
-            if tuple(grad.shape) != weight.shape:
-                raise ValueError("grads[%d]: row_sparse shape %s does not match weight shape %s"
-                                 % (k, tuple(grad.shape), weight.shape))
-            if not launch.supported(grad.data.dtype):
-                raise TypeError("grads[%d] has dtype %s: expected float16, bfloat16, float32 or float64"
-                                % (k, grad.data.dtype))
-            if self.sparse_updates_rows():
-                return grad
-            # the standard update: as if the gradient were dense with zeros elsewhere
-            grad = grad.todense()
-        if not isinstance(grad, np.ndarray):
-            if _device.is_device_array(grad):
-                raise _device.mixed_error("grads[%d]" % k, grad, "weights[%d]" % k)
-            raise TypeError("grads[%d] must be a numpy array or row_sparse_array, got %s"
-                            % (k, type(grad).__name__))
-        if grad.shape != weight.shape:
-            raise ValueError("grads[%d] has shape %s but its weight has shape %s" % (k, grad.shape, weight.shape))
-        if not launch.supported(grad.dtype):
-            raise TypeError("grads[%d] has dtype %s: expected float16, bfloat16, float32 or float64"
-                            % (k, grad.dtype))
-        if grad.size and launch.address(grad) == launch.address(weight):
-            raise ValueError("grads[%d] is the weight array itself: pass a separate gradient" % k)
-        if not grad.flags.c_contiguous:
-            grad = np.ascontiguousarray(grad)    # documented copy: kernels read flat memory
-        return grad
-
-    def _validated(self, weights, grads, states):
-        """Check every tensor of a call; returns per tensor (weight, grad, master, leaves)."""
-        out = []
-        for k, (weight, grad, state) in enumerate(zip(weights, grads, states)):
-            _check_weight("weights[%d]" % k, weight)
-            grad = self._check_grad(k, weight, grad)
-            if self.uses_master(weight):
-                if not (isinstance(state, (tuple, list)) and len(state) == 2
-                        and isinstance(state[0], np.ndarray) and state[0].dtype == np.float32):
-                    raise ValueError("states[%d]: a %s weight with multi_precision needs the state "
-                                     "(weight32, inner_state) from create_state_multi_precision, got %r"
-                                     % (k, weight.dtype, type(state).__name__))
-                master, inner = state
-                _check_state_array("states[%d] master copy" % k, master, weight.size)
+    # ------------------------------------------------------------------ plans
+    def _run_update(self, cache, indices, weights, grads, states):
+        """One update call: pick the backend, validate and plan, count, run the rule.
+        ``cache`` keeps the dense plan for the next call (the optimizer's own cache, or an
+        Updater chunk's slot)."""
+        backend = _backend_of(weights, grads, states)
+        if backend is not _plan.HOST and not self.use_fused_step:
+            raise TypeError("%s(use_fused_step=False) runs the NumPy step(), which needs host arrays; "
+                            "device arrays are updated by the fused kernels (use_fused_step=True)"
+                            % type(self).__name__)
+        if self.sparse_updates_rows():
+            sparse = [k for k, g in enumerate(grads) if isinstance(g, RowSparseArray)]
+            if sparse:
+                return self._update_rows(backend, cache, indices, weights, grads, states, sparse)
+        plan = self._dense_plan(backend, cache, indices, weights, grads, states)
+        try:
+            self._count_plan(plan)
+            if self.use_fused_step:
+                self.fused_step(plan.indices, plan.weights, plan.grads, plan.rule_states)
             else:
-                master, inner = None, state
-            leaves = state_leaves(inner)
-            for p, leaf in enumerate(leaves):
-                _check_state_array("states[%d] leaf %d" % (k, p), leaf, self._leaf_size(weight, p))
-                if leaf.dtype != leaves[0].dtype:
-                    raise TypeError("states[%d]: state arrays mix dtypes %s and %s"
-                                    % (k, leaves[0].dtype, leaf.dtype))
-            out.append((weight, grad, master, leaves))
-        return out
+                self._step_in_precision(plan.indices, plan.weights, plan.grads, plan.states)
+        finally:
+            plan.release()    # keep none of the caller's gradients between calls
 
-    @staticmethod
-    def _layout(weight, grad, master, leaves):
-        state_dtype = leaves[0].dtype if leaves else weight.dtype
-        data = grad.data if isinstance(grad, RowSparseArray) else grad
-        return (weight.dtype, data.dtype, master is not None, np.dtype(state_dtype), len(leaves))
-
-    @staticmethod
-    def _new_group(layout, positions):
-        w_dtype, g_dtype, has_master, s_dtype, _ = layout
-        group = _Group()
-        group.positions = positions
-        group.w_fmt = launch.storage_format(w_dtype)
-        group.g_fmt = launch.storage_format(g_dtype)
-        group.master_fmt = launch.storage_format(np.float32) if has_master else None
-        group.state_fmt = launch.storage_format(s_dtype)
-        group.compute = launch.compute_dtype(w_dtype)
-        return group
-
-    def _build_plan(self, key, indices, weights, grads, states):
-        _check_unique(key)
-        checked = self._validated(weights, grads, states)
-        plan = _Plan()
-        plan.key, plan.indices = key, indices
-        plan.weights, plan.states = list(weights), list(states)
-        self._remember_grads(plan, grads, [c[1] for c in checked])
-        plan.slots = self._index_update_count.slots(key, self.begin_num_update)
-        plan.groups = []
-        by_layout = collections.OrderedDict()
-        for k, c in enumerate(checked):
-            by_layout.setdefault(self._layout(*c), []).append(k)
-        for layout, members in by_layout.items():
-            group = self._new_group(layout, None if len(by_layout) == 1 else np.array(members, dtype=np.int64))
-            rows = [(w, g, w if m is None else m) + leaves for w, g, m, leaves in (checked[k] for k in members)]
-            group.keep = rows
-            group.ptrs = np.array([[launch.address(a) for a in row] for row in rows],
-                                  dtype=np.int64).reshape(len(members), 3 + layout[4])
-            sizes = [row[0].size for row in rows]
-            group.blocks = launch.block_table(sizes)
-            group.n_elements = int(sum(sizes))
-            plan.groups.append(group)
+    def _dense_plan(self, backend, cache, indices, weights, grads, states):
+        key = tuple(indices)
+        plan = cache.get(key)
+        if plan is not None and plan.backend is backend:
+            plan = _plan.reuse(plan, self, weights, grads, states)
+            if plan is not None:
+                if plan.counts is not self._index_update_count:      # another device's counts
+                    plan.counts = self._index_update_count
+                    plan.slots = plan.counts.slots(key, self.begin_num_update)
+                return plan
+        _check_indices(key)
+        plan = _plan.build_plan(backend, self, key, indices, weights, grads, states)
+        cache.put(key, plan)
         return plan
+
+    def _count_plan(self, plan):
+        counts = self._index_update_count.bump(plan.slots)
+        if counts.size:
+            top = int(counts.max())
+            if top > self.num_update:
+                self.num_update = top
 
     # ------------------------------------------------------------------ row-sparse (lazy) updates
     #: the rule has row-only kernels: a row_sparse gradient always updates only its rows
@@ -600,150 +491,75 @@ class Optimizer:
         decay and the decay of the states skip every other row)."""
         return self.sparse_rows_only or bool(getattr(self, "lazy_update", False))
 
-    def _build_row_plan(self, indices, weights, grads, states):
-        """A plan whose 'tensors' are the listed rows: each row of weight, master copy and
-        states is addressed directly, so the work is proportional to the listed rows."""
-        checked = self._validated(weights, grads, states)
-        plan = _Plan()
-        plan.key, plan.indices = tuple(indices), indices
-        plan.weights, plan.states = list(weights), list(states)
-        plan.grad_keep = [c[1].data for c in checked]
-        plan.slots = None
-        plan.groups = []
-        by_layout = collections.OrderedDict()
-        for k, c in enumerate(checked):
-            by_layout.setdefault(self._layout(*c), []).append(k)
-        for layout, members in by_layout.items():
-            ptr_parts, owners, row_lens = [], [], []
-            keep = []
-            for k in members:
-                weight, grad, master, leaves = checked[k]
-                n_rows = weight.shape[0]
-                row_len = weight.size // n_rows if n_rows else 0
-                rows = grad.indices
-                cols = [launch.address(weight) + rows * (row_len * weight.itemsize),
-                        launch.address(grad.data) + np.arange(rows.size, dtype=np.int64) * (row_len * grad.data.itemsize)]
-                base = weight if master is None else master
-                cols.append(launch.address(base) + rows * (row_len * base.itemsize))
-                for leaf in leaves:
-                    cols.append(launch.address(leaf) + rows * ((leaf.size // n_rows) * leaf.itemsize))
-                ptr_parts.append(np.stack(cols, axis=1) if rows.size else np.zeros((0, len(cols)), np.int64))
-                owners.append(np.full(rows.size, k, dtype=np.int64))
-                row_lens.append(np.full(rows.size, row_len, dtype=np.int64))
-                keep.append((weight, grad, master) + leaves)
-            group = self._new_group(layout, np.concatenate(owners))
-            group.keep = keep
-            group.ptrs = np.ascontiguousarray(np.concatenate(ptr_parts), dtype=np.int64)
-            sizes = np.concatenate(row_lens)
-            group.blocks = launch.block_table(sizes)
-            group.n_elements = int(sizes.sum())
-            plan.groups.append(group)
-        return plan
-
-    def _update_rows(self, indices, weights, grads, states, sparse):
-        _check_unique(tuple(indices))
-        dense = [k for k in range(len(indices)) if k not in set(sparse)]
+    def _update_rows(self, backend, cache, indices, weights, grads, states, sparse):
+        key = tuple(indices)
+        _check_indices(key)
+        _plan.check_unique(key)
+        sparse_set = set(sparse)
+        dense = [k for k in range(len(indices)) if k not in sparse_set]
 
         def pick(ks, values):
             return [values[k] for k in ks]
         parts = []
         if dense:
-            parts.append(self._plan(pick(dense, indices), pick(dense, weights), pick(dense, grads),
-                                    pick(dense, states)))
-        parts.append(self._build_row_plan(pick(sparse, indices), pick(sparse, weights), pick(sparse, grads),
-                                          pick(sparse, states)))
+            parts.append(self._dense_plan(backend, cache, pick(dense, indices), pick(dense, weights),
+                                          pick(dense, grads), pick(dense, states)))
+        parts.append(_plan.build_row_plan(backend, self, pick(sparse, indices), pick(sparse, weights),
+                                          pick(sparse, grads), pick(sparse, states)))
         self._update_count(indices)
         try:
             for plan in parts:
-                self._active = plan
                 if self.use_fused_step:
-                    self.fused_step(plan.indices, plan.weights, plan.grad_keep, plan.states)
-                elif plan is parts[-1]:
-                    self._step_rows(plan.indices, plan.weights, pick(sparse, grads), plan.states)
+                    self.fused_step(plan.indices, plan.weights, plan.grads, plan.rule_states)
+                elif plan.rows:
+                    self._step_rows(plan)
                 else:
-                    self._step_in_precision(plan.indices, plan.weights, plan.grad_keep, plan.states)
+                    self._step_in_precision(plan.indices, plan.weights, plan.grads, plan.states)
         finally:
-            self._active = None
             for plan in parts:
-                plan.grad_keep = None
+                plan.release()
 
-    def _step_rows(self, indices, weights, grads, states):
+    def _step_rows(self, plan, step=None):
         """NumPy path of a row-sparse update: gather the rows, step them, scatter back."""
-        for index, weight, grad, state in zip(indices, weights, grads, states):
+        for index, weight, state, source in zip(plan.indices, plan.weights, plan.states, plan.sources):
+            grad = source[1]
             rows = grad.indices
             if rows.size == 0:
                 continue
             w_rows = weight[rows]
             s_rows = map_state(state, lambda a: a.reshape(weight.shape[0], -1)[rows])
-            self._step_in_precision([index], [w_rows], [grad.data], [s_rows])
+            self._step_in_precision([index], [w_rows], [grad.data], [s_rows], step)
             weight[rows] = w_rows
             for dst, src in zip(state_leaves(state), state_leaves(s_rows)):
                 dst.reshape(weight.shape[0], -1)[rows] = src.reshape(rows.size, -1)
 
-    def _refresh_grads(self, plan, grads):
-        """Point a cached plan at new gradient arrays; False when their dtypes changed
-        (the kernels were chosen for the old ones: the plan must be rebuilt)."""
-        checked = [self._check_grad(k, w, g) for k, (w, g) in enumerate(zip(plan.weights, grads))]
-        if any(c.dtype != old for c, old in zip(checked, plan.grad_dtypes)):
-            return False
-        for group in plan.groups:
-            members = range(len(grads)) if group.positions is None else group.positions
-            group.ptrs[:, 1] = [launch.address(checked[k]) for k in members]
-        self._remember_grads(plan, grads, checked)
-        return True
-
+    # ------------------------------------------------------------------ kernel launch
     def _launch(self, kernel, indices, weights, grads, states, lrs, wds, scalars=(), coefs=None,
                 n_states=None):
         """Apply ``kernel`` to every tensor, one call per storage layout (usually one).
 
         ``lrs``, ``wds`` (and the rows of the 2-D ``coefs``) hold one value per tensor;
         ``scalars`` are the rule's hyperparameters in the kernel's order (numbers, or
-        arrays such as noise).  Everything is cast to the compute dtype here, so no Python
-        float reaches a kernel.  ``n_states``: the state arrays the kernel reads per tensor;
-        a state of another layout (say, momentum switched on after the states were made)
-        is an error rather than a read through a missing address.
+        arrays such as noise).  Everything is cast to the compute dtype at the launch, so
+        no Python float reaches a kernel.  ``n_states``: the state arrays the kernel reads
+        per tensor (a state of another layout is an error, never a read through a missing
+        address).
 
-        Reduction kernels return one row per tensor of their launch; those rows come back
-        in call order (None for kernels that return nothing).
+        The plan is the one ``update`` validated (carried by ``indices``/``weights``); a
+        ``fused_step`` called directly plans its arguments here.  Reduction kernels return
+        one row per tensor, in call order (None for kernels that return nothing).
         """
-        plan = self._active
-        if getattr(plan, "on_device", False) or (plan is None and weights and _device.is_device_array(weights[0])):
-            from ._gpu_launch import launch_gpu
-            return launch_gpu(self, kernel, indices, weights, grads, states, lrs, wds, scalars, coefs, n_states)
-        if plan is None or plan.indices is not indices:
-            plan = self._plan(indices, weights, grads, states)
-        n = len(weights)
-        lrs = np.asarray(lrs, dtype=np.float64)
-        wds = np.asarray(wds, dtype=np.float64)
-        coefs = np.zeros((n, 1)) if coefs is None else np.asarray(coefs, dtype=np.float64)
-        if coefs.ndim == 1:
-            coefs = coefs[:, None]
-        out = None
-        for group in plan.groups:
-            if n_states is not None and group.ptrs.shape[1] - 3 != n_states:
-                raise ValueError("%s expects %d state array(s) per weight, the given states hold %d; "
-                                 "were the states created with other hyperparameters?"
-                                 % (type(self).__name__, n_states, group.ptrs.shape[1] - 3))
-            ct = group.compute
-            rows = group.positions
-            if rows is None:
-                glrs, gwds, gcoefs = lrs, wds, coefs
-            else:
-                glrs, gwds, gcoefs = lrs[rows], wds[rows], coefs[rows]
-            result = launch.run(kernel, group.n_elements, group.blocks, group.ptrs,
-                                glrs.astype(ct), gwds.astype(ct), np.ascontiguousarray(gcoefs, dtype=ct),
-                                group.w_fmt, group.g_fmt, group.master_fmt, group.state_fmt,
-                                *[np.ascontiguousarray(s, dtype=ct) if isinstance(s, np.ndarray) else ct(s)
-                                  for s in scalars])
-            if result is None:
-                continue
-            if rows is None:
-                out = result
-            else:
-                if out is None:
-                    out = np.zeros((n,) + result.shape[1:], dtype=result.dtype)
-                out[rows] = result
-        return out
+        plan = self._plan_for(indices, weights, grads, states)
+        return _plan.launch_kernel(self, plan, kernel, lrs, wds, scalars, coefs, n_states)
+
+    def _plan_for(self, indices, weights, grads, states):
+        plan = _plan.plan_of(weights) or _plan.plan_of(indices)
+        if plan is None:
+            indices = list(indices)
+            _check_indices(tuple(indices))
+            plan = self._dense_plan(_backend_of(weights, grads, states), self._plans, indices, list(weights),
+                                    list(grads), list(states))
+        return plan
 
     # ------------------------------------------------------------------ NumPy helpers for step()
     def _rescaled(self, grad):
@@ -763,8 +579,7 @@ class Optimizer:
         ret = self.__dict__.copy()
         ret.pop("param_dict", None)
         ret.pop("norm_reducer", None)
-        ret["_plans"] = collections.OrderedDict()
-        ret["_active"] = None
+        ret["_plans"] = _plan.PlanCache()
         return ret
 
     def __setstate__(self, state):
@@ -777,13 +592,20 @@ class Optimizer:
             self.multi_precision)
 
 
-def _check_unique(key):
-    if len(set(key)) != len(key):
-        dup = [i for i, c in collections.Counter(key).items() if c > 1]
-        raise ValueError("indices must be unique within one update call; repeated: %r" % dup[:5])
+def _check_indices(key):
+    """Indices are ints or strings (parameter names); anything else is a caller's mistake
+    that would otherwise silently get its own update count."""
+    for index in key:
+        if isinstance(index, bool) or not isinstance(index, (numbers.Integral, str)):
+            raise TypeError("indices must be ints or strings, got %r (%s)" % (index, type(index).__name__))
 
 
-_deref = weakref.ref.__call__      # a C-level call: the identity check stays cheap per tensor
+def _backend_of(weights, grads, states):
+    """The array backend of one call: host unless its arrays are CUDA device arrays
+    (mixing the two raises)."""
+    if weights and not isinstance(weights[0], np.ndarray) and _device.on_device(weights, grads, states):
+        return CUDA
+    return _plan.HOST
 
 
 def _real(name, value):
@@ -811,6 +633,25 @@ def check_positive(name, value):
     return value
 
 
+def check_non_negative(name, value):
+    """``value`` as a float >= 0, else a ValueError naming ``name`` (momentum and other
+    coefficients whose sign would flip the rule)."""
+    value = _real(name, value)
+    if not value >= 0.0:
+        raise ValueError("%s must be >= 0, got %r" % (name, value))
+    return value
+
+
+def check_bound(name, value):
+    """None, or ``value`` as a float >= 0 (a bound on a norm), else a ValueError."""
+    if value is None:
+        return None
+    value = _real(name, value)
+    if not value >= 0.0:
+        raise ValueError("%s must be None or >= 0 (a bound on a norm), got %r" % (name, value))
+    return value
+
+
 def state_float_dtype(weight):
     """Dtype of states MXNet keeps in float32: float32, or float64 for float64 weights."""
     return np.float64 if weight.dtype == np.float64 else np.float32
@@ -820,33 +661,6 @@ def _mult_dict(name, d):
     if not isinstance(d, dict):
         raise TypeError("%s must be a dict of index or name -> multiplier, got %s" % (name, type(d).__name__))
     return {k: _real("%s[%r]" % (name, k), v) for k, v in d.items()}
-
-
-def _check_weight(name, weight):
-    if not isinstance(weight, np.ndarray):
-        if _device.is_device_array(weight):
-            raise _device.mixed_error(name, weight)
-        raise TypeError("%s must be a numpy array, got %s" % (name, type(weight).__name__))
-    if not launch.supported(weight.dtype):
-        raise TypeError("%s has dtype %s: expected float16, bfloat16, float32 or float64" % (name, weight.dtype))
-    if not weight.flags.c_contiguous:
-        raise ValueError("%s must be C-contiguous (it is updated in place); pass "
-                         "numpy.ascontiguousarray(w) and keep that array" % name)
-    if not weight.flags.writeable:
-        raise ValueError("%s is read-only; it is updated in place" % name)
-
-
-def _check_state_array(name, a, size):
-    if not isinstance(a, np.ndarray):
-        if _device.is_device_array(a):
-            raise _device.mixed_error(name, a)
-        raise TypeError("%s must be a numpy array, got %s" % (name, type(a).__name__))
-    if a.size != size:
-        raise ValueError("%s has %d elements, expected %d" % (name, a.size, size))
-    if not launch.supported(a.dtype):
-        raise TypeError("%s has dtype %s" % (name, a.dtype))
-    if not a.flags.c_contiguous or not a.flags.writeable:
-        raise ValueError("%s must be a writeable C-contiguous array" % name)
 
 
 _registry = _registry_mod.Registry(Optimizer, "optimizer")

@@ -2,8 +2,8 @@
 import numpy as np
 
 from ..kernels import rmsprop as kernels
-from .optimizer import (DefaultValue, Optimizer, _real, check_fraction, check_positive, register,
-                        state_float_dtype)
+from .optimizer import (DefaultValue, Optimizer, check_fraction, check_non_negative, check_positive,
+                        _real, register, state_float_dtype)
 
 __all__ = ["RMSProp"]
 
@@ -59,9 +59,7 @@ class RMSProp(Optimizer):
                                          "momentum=" % old)
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
         self.rho = check_fraction("rho", rho, upper_inclusive=True)
-        momentum = _real("momentum", momentum)
-        if not momentum >= 0.0:
-            raise ValueError("momentum must be >= 0, got %r" % momentum)
+        momentum = check_non_negative("momentum", momentum)
         self.momentum = momentum
         self.epsilon = check_positive("epsilon", epsilon)
         self.centered = bool(centered)

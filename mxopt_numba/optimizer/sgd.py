@@ -4,7 +4,7 @@ import warnings
 import numpy as np
 
 from ..kernels import sgd as kernels
-from .optimizer import DefaultValue, Optimizer, register
+from .optimizer import DefaultValue, Optimizer, check_non_negative, register
 
 __all__ = ["SGD", "ccSGD"]
 
@@ -40,9 +40,7 @@ class SGD(Optimizer):
                  multi_precision=False, use_fused_step=True, aggregate_num=1, **kwargs):
         super().__init__(learning_rate=learning_rate, multi_precision=multi_precision,
                          aggregate_num=aggregate_num, use_fused_step=use_fused_step, **kwargs)
-        momentum = float(momentum)
-        if not momentum >= 0.0:
-            raise ValueError("momentum must be >= 0, got %r" % momentum)
+        momentum = check_non_negative("momentum", momentum)
         self.momentum = momentum
         self.lazy_update = bool(lazy_update)
 

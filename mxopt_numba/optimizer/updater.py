@@ -2,21 +2,79 @@
 of tensors, so that one kernel launch updates up to ``aggregate_num`` of them."""
 import collections
 import math
+import numbers
 import operator
+import weakref
 
 import numpy as np
 
 from .. import _device, _state_io
-from .optimizer import Optimizer, _registry, state_leaves
+from .._state_tree import state_leaves
+from . import _plan
+from .optimizer import Optimizer, _registry
 
 __all__ = ["Updater", "get_updater"]
 
-_SKIP_ATTRS = {"param_dict", "_plans", "_active", "_all_index_update_counts", "_index_update_count",
+_SKIP_ATTRS = {"param_dict", "_plans", "_all_index_update_counts", "_index_update_count",
                "norm_reducer"}
 
 
+class _StateTable(dict):
+    """``Updater.states``: a dict that records every change (replacing, adding or deleting
+    a state), so cached chunks never run with a state the user has replaced."""
+
+    __slots__ = ("version",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.version = 0
+
+    def _changed(self):
+        self.version += 1
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._changed()
+
+    def __delitem__(self, key):
+        super().__delitem__(key)
+        self._changed()
+
+    def _mutator(name):   # noqa: N805 - builds the methods below
+        method = getattr(dict, name)
+
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                self._changed()
+        call.__name__ = name
+        return call
+
+    update = _mutator("update")
+    pop = _mutator("pop")
+    popitem = _mutator("popitem")
+    clear = _mutator("clear")
+    setdefault = _mutator("setdefault")
+    __ior__ = _mutator("__ior__")
+    del _mutator
+
+
 class _Chunk:
-    __slots__ = ("indices", "positions", "states")
+    """Tensors of one update call: their indices, states, positions in the caller's lists
+    and the launch plan kept for the next step."""
+
+    __slots__ = ("indices", "positions", "states", "plan")
+
+    def get(self, key):
+        return self.plan
+
+    def put(self, key, plan):
+        self.plan = plan
+
+
+class _Entry:
+    __slots__ = ("version", "weight_refs", "chunks", "nbytes")
 
 
 class Updater:
@@ -25,7 +83,9 @@ class Updater:
     ``updater(index, grad, weight)`` takes one index or lists (note: gradient before
     weight, as in MXNet).  Tensors are grouped by dtype and precision and cut into chunks
     of ``optimizer.aggregate_num``; each chunk is one call (one kernel launch per storage
-    layout).  States are created on first sight of an index and kept in ``states``.
+    layout) with its own launch plan.  States are created on first sight of an index and
+    kept in ``states``; replacing, adding or deleting one there takes effect at the next
+    call.
     """
 
     def __init__(self, optimizer):
@@ -34,8 +94,18 @@ class Updater:
         self.optimizer = optimizer
         self.states = {}
         self.states_synced = {}
-        self._version = 0
-        self._chunks = collections.OrderedDict()
+        self._chunks = _plan.PlanCache()
+
+    @property
+    def states(self):
+        return self._states
+
+    @states.setter
+    def states(self, value):
+        if not isinstance(value, dict):
+            raise TypeError("Updater.states must be a dict of index -> state, got %s" % type(value).__name__)
+        self._states = _StateTable(value)
+        self._chunks = _plan.PlanCache()
 
     @property
     def aggregate_updates(self):
@@ -53,34 +123,41 @@ class Updater:
             indices, grads, weights = [index], [grad], [weight]
         opt = self.optimizer
         opt._set_current_device(0)
-        key = (tuple(indices), opt.aggregate_num)
+        key = (tuple(indices), opt.aggregate_num, type(opt))
         entry = self._chunks.get(key)
-        if entry is None or entry[0] != self._version or not all(map(operator.is_, weights, entry[1])):
+        new = entry is None or entry.version != self._states.version or not _same(weights, entry.weight_refs)
+        if new:
             indices = [i.decode() if isinstance(i, bytes) else i for i in indices]
-            entry = (self._version, list(weights), self._plan_chunks(indices, weights))
-            self._chunks[key] = entry
-            if len(self._chunks) > 4096:
-                self._chunks.popitem(last=False)
-            entry = self._chunks[key]
-        for chunk in entry[2]:
+            entry = self._new_entry(indices, weights)
+        # the chunk keeps its own plan unless the update entry points were replaced
+        direct = (type(opt).update is Optimizer.update
+                  and type(opt).update_multi_precision is Optimizer.update_multi_precision
+                  and "update" not in opt.__dict__ and "update_multi_precision" not in opt.__dict__)
+        for chunk in entry.chunks:
             if chunk.positions is None:
-                opt.update_multi_precision(chunk.indices, weights, grads, chunk.states)
+                ws, gs = weights, grads
             else:
                 pick = operator.itemgetter(*chunk.positions)
                 ws, gs = pick(weights), pick(grads)
-                if len(chunk.positions) == 1:
-                    ws, gs = (ws,), (gs,)
+                ws, gs = (list(ws), list(gs)) if len(chunk.positions) > 1 else ([ws], [gs])
+            if direct:
+                opt._run_update(chunk, chunk.indices, list(ws), list(gs), chunk.states)
+            else:
                 opt.update_multi_precision(chunk.indices, list(ws), list(gs), chunk.states)
+        if new:      # cached once its plans exist, so the cache counts their bytes
+            entry.nbytes = 256 + 120 * len(indices) + sum(c.plan.nbytes for c in entry.chunks if c.plan is not None)
+            self._chunks.put(key, entry)
 
-    def _plan_chunks(self, indices, weights):
-        if len(set(indices)) != len(indices):
-            raise ValueError("indices must be unique within one call, got %r" % (indices,))
+    def _new_entry(self, indices, weights):
+        _plan.check_unique(tuple(indices))
         opt = self.optimizer
+        for i in indices:
+            if isinstance(i, bool) or not isinstance(i, (numbers.Integral, str)):
+                raise TypeError("indices must be ints or strings, got %r (%s)" % (i, type(i).__name__))
         for i, w in zip(indices, weights):
-            if i not in self.states:
-                self.states[i] = opt.create_state_multi_precision(i, w)
+            if i not in self._states:
+                self._states[i] = opt.create_state_multi_precision(i, w)
                 self.states_synced[i] = True
-                self._version += 1
         n = opt.aggregate_num
         size = len(indices) if math.isinf(n) else max(1, int(n))
         if math.isinf(n):
@@ -88,20 +165,23 @@ class Updater:
         else:
             by_kind = collections.OrderedDict()
             for k, w in enumerate(weights):
-                dtype = _device.dtype_of(w) if _device.is_device_array(w) else np.asarray(w).dtype
-                by_kind.setdefault((dtype.str, opt.uses_master(w) if hasattr(w, "dtype") else False),
-                                   []).append(k)
+                dtype = _device.dtype_of(w)
+                by_kind.setdefault((dtype.str, opt.uses_master(w)), []).append(k)
             groups = list(by_kind.values())
-        chunks = []
+        entry = _Entry()
+        entry.version = self._states.version
+        entry.weight_refs = [weakref.ref(w) for w in weights]
+        entry.chunks = []
         for members in groups:
             for start in range(0, len(members), size):
                 part = members[start:start + size]
                 chunk = _Chunk()
                 chunk.indices = [indices[k] for k in part]
-                chunk.states = [self.states[indices[k]] for k in part]
+                chunk.states = [self._states[indices[k]] for k in part]
                 chunk.positions = None if part == list(range(len(indices))) else tuple(part)
-                chunks.append(chunk)
-        return chunks
+                chunk.plan = None
+                entry.chunks.append(chunk)
+        return entry
 
     # ------------------------------------------------------------------ save / load
     def get_states(self, dump_optimizer=False):
@@ -129,8 +209,6 @@ class Updater:
         self.optimizer = optimizer
         self.states = new_states
         self.states_synced = dict.fromkeys(new_states, False)
-        self._version += 1
-        self._chunks.clear()
 
 
 def get_updater(optimizer):
@@ -161,8 +239,7 @@ def optimizer_from_config(config):
     opt = cls.__new__(cls)
     opt.__dict__.update(attrs)
     opt.param_dict = {}
-    opt._plans = collections.OrderedDict()
-    opt._active = None
+    opt._plans = _plan.PlanCache()
     opt._all_index_update_counts = {}
     for dev, table in counts.items():
         opt._set_current_device(dev)
@@ -184,3 +261,7 @@ def _scheduler_factories():
     return {name: factory(getattr(lr_scheduler, name)) for name in
             ("LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler", "CosineScheduler")
             if hasattr(lr_scheduler, name)}
+
+
+def _same(objs, refs):
+    return len(objs) == len(refs) and all(map(operator.is_, objs, map(weakref.ref.__call__, refs)))
