@@ -53,16 +53,15 @@ GroupAdaGrad's row statistics; ranges are less even).  ``'auto'`` takes ``'eleme
 where it is exact, else ``'params'``.  SGLD is refused: its noise comes per tensor from
 one process-wide stream, which shards would replay.
 
-Layer-wise rules (LARS, LAMB, LANS, LBSGD) need norms of whole tensors.  Their fused path
-computes per-tensor sums of squares in one call (``launch_sums`` in
-``optimizer/lars.py``); the extension point is an optimizer attribute
-``norm_reducer``: a callable that receives that ``(n_tensors, k)`` float64 array of this
-process's partial sums (rows in the order of the update call's indices) and returns the
-sums over all processes.  The trainer sets it on the optimizer (an allreduce) under
-sharding; it is effective once ``launch_sums`` applies ``opt.norm_reducer`` to its
-result, which ``'auto'`` detects (until then such rules are sharded with
-``partition='params'``).  Only the fused path goes through it: with
-``use_fused_step=False`` these rules use ``'params'``.
+Layer-wise rules (LARS, LAMB, LANS, LBSGD; ``layerwise = True`` on the class) need norms
+of whole tensors.  Their fused path computes per-tensor sums of squares in one call
+(``launch_sums`` in ``optimizer/_shared.py``), which passes them through the optimizer
+attribute ``norm_reducer``: a callable that receives that ``(n_tensors, k)`` float64
+array of this process's partial sums (rows in the order of the update call's indices)
+and returns the sums over all processes.  The trainer sets it on the optimizer (an
+allreduce) under sharding, so ``'auto'`` cuts these rules at arbitrary elements too.
+Only the fused path goes through it: with ``use_fused_step=False`` they use
+``'params'``.
 
 Exactness.  The sum of two processes' gradients is ``a + b`` (commutative), so with 2
 processes every element-wise rule gives bitwise the single-process result on ``g0 + g1``
@@ -468,24 +467,29 @@ def _limit_threads(communicator):
 # ====================================================================== rule classification
 
 def _rule_kind(opt):
-    """'elementwise', 'norms' (per-tensor sums through launch_sums), 'random' or 'other'."""
-    declared = getattr(type(opt), "elementwise", None)
-    if declared is True:
-        return "elementwise"
-    from .optimizer import (adabelief, adadelta, adagrad, adam, adamax, adamw, dcasgd, ftml, ftrl,
-                            lamb, lans, lars, lbsgd, nadam, nag, rmsprop, sgd, sgld, signum, testrule)
-    elementwise = (sgd.SGD, sgd.ccSGD, nag.NAG, signum.Signum, adam.Adam, adamw.AdamW,
-                   adabelief.AdaBelief, adamax.Adamax, nadam.Nadam, adadelta.AdaDelta,
-                   adagrad.AdaGrad, rmsprop.RMSProp, ftrl.Ftrl, ftml.FTML, dcasgd.DCASGD,
-                   testrule.Test)
+    """'elementwise', 'norms' (per-tensor sums through launch_sums), 'random' or 'other',
+    from the class attributes every rule declares (``elementwise``, ``layerwise``,
+    ``draws_noise``)."""
     cls = type(opt)
-    if cls in elementwise:
-        return "elementwise"
-    if cls in (lars.LARS, lamb.LAMB, lans.LANS, lbsgd.LBSGD):
-        return "norms"
-    if cls is sgld.SGLD:
+    if _declared(cls, "draws_noise"):
         return "random"
+    if _declared(cls, "elementwise"):
+        return "elementwise"
+    if _declared(cls, "layerwise"):
+        return "norms"
     return "other"
+
+
+def _declared(cls, attr):
+    """``cls``'s declaration of ``attr``, inherited only through subclasses that keep the
+    rule (a class that redefines ``step``, ``fused_step`` or ``update`` without declaring
+    it again is not assumed to keep its base's property)."""
+    for klass in cls.__mro__:
+        if attr in klass.__dict__:
+            return bool(klass.__dict__[attr])
+        if any(m in klass.__dict__ for m in ("step", "fused_step", "update")):
+            return False
+    return False
 
 
 @functools.lru_cache(maxsize=None)

@@ -244,8 +244,14 @@ def test_user_rule_declares_elementwise():
         elementwise = True
     assert distributed._partition_for(Halve(), "elements") == "elements"
 
-    class Other(mxo.optimizer.SGD):
-        pass
+    class Same(mxo.optimizer.SGD):         # SGD's rule, other defaults: still element-wise
+        def __init__(self, **kwargs):
+            super().__init__(momentum=0.5, **kwargs)
+    assert distributed._partition_for(Same(), "auto") == "elements"
+
+    class Other(mxo.optimizer.SGD):        # a new rule that says nothing: assumed not
+        def fused_step(self, indices, weights, grads, states):
+            super().fused_step(indices, weights, grads, states)
     assert distributed._partition_for(Other(), "auto") == "params"
 
 

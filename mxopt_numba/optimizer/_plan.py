@@ -180,11 +180,17 @@ class Plan:
 
 
 class PlanCache:
-    """Plans by key, least recently used first out, bounded in count and in table bytes."""
+    """Plans by key, least recently used first out, bounded in count and in table bytes.
 
-    def __init__(self, max_bytes=64 << 20, max_plans=1 << 16):
+    A key is admitted the second time it is offered: calls whose tensor lists never repeat
+    (a random subset of parameters each step) would otherwise fill the cache with plans
+    that are never used again.  Keys seen once are remembered by hash only, in a ring of
+    ``max_plans`` entries."""
+
+    def __init__(self, max_bytes=64 << 20, max_plans=1 << 14):
         self.max_bytes, self.max_plans = max_bytes, max_plans
         self._plans = collections.OrderedDict()
+        self._seen = collections.OrderedDict()
         self.nbytes = 0
 
     def get(self, key):
@@ -197,6 +203,13 @@ class PlanCache:
         old = self._plans.pop(key, None)
         if old is not None:
             self.nbytes -= old.nbytes
+        else:
+            tag = hash(key)
+            if self._seen.pop(tag, None) is None:
+                self._seen[tag] = True
+                if len(self._seen) > self.max_plans:
+                    self._seen.popitem(last=False)
+                return
         self._plans[key] = plan
         self.nbytes += plan.nbytes
         while self._plans and (self.nbytes > self.max_bytes or len(self._plans) > self.max_plans):
@@ -205,6 +218,7 @@ class PlanCache:
 
     def clear(self):
         self._plans.clear()
+        self._seen.clear()
         self.nbytes = 0
 
     def __len__(self):
@@ -320,6 +334,24 @@ def _intervals(be, arrays):
     return starts, starts + sizes
 
 
+def check_disjoint(be, arrays, names):
+    """Raise when two of ``arrays`` (arrays the kernels write) share memory; returns their
+    non-empty intervals sorted by start, for the gradient checks."""
+    keep = [i for i, a in enumerate(arrays) if a.size]
+    starts, ends = _intervals(be, [arrays[i] for i in keep])
+    order = np.argsort(starts, kind="stable")
+    s_sorted, e_sorted = starts[order], ends[order]
+    clash = np.nonzero(s_sorted[1:] < np.maximum.accumulate(e_sorted)[:-1])[0]
+    if clash.size:
+        second = order[clash[0] + 1]
+        first = order[np.nonzero(e_sorted[:clash[0] + 1] > s_sorted[clash[0] + 1])[0][0]]
+        a, b = sorted((names[keep[first]], names[keep[second]]))
+        raise ValueError("%s and %s share memory: every weight and state of one update call must be "
+                         "a separate array (the same array under two indices would be updated twice, "
+                         "in parallel)" % (a, b))
+    return s_sorted, e_sorted, [names[keep[i]] for i in order]
+
+
 def _check_overlaps(be, checked):
     """No written array (weight, master, state) may share memory with another array of
     the call, and no gradient with a written array: the kernels run tensors in parallel."""
@@ -333,27 +365,16 @@ def _check_overlaps(be, checked):
         for p, leaf in enumerate(leaves):
             written.append(leaf)
             names.append("states[%d] leaf %d" % (k, p))
-    keep = [i for i, a in enumerate(written) if a.size]
-    starts, ends = _intervals(be, [written[i] for i in keep])
-    order = np.argsort(starts, kind="stable")
-    s_sorted, e_sorted = starts[order], ends[order]
-    clash = np.nonzero(s_sorted[1:] < np.maximum.accumulate(e_sorted)[:-1])[0]
-    if clash.size:
-        second = order[clash[0] + 1]
-        first = order[np.nonzero(e_sorted[:clash[0] + 1] > s_sorted[clash[0] + 1])[0][0]]
-        a, b = sorted((names[keep[first]], names[keep[second]]))
-        raise ValueError("%s and %s share memory: every weight and state of one update call must be "
-                         "a separate array (the same array under two indices would be updated twice, "
-                         "in parallel)" % (a, b))
+    s_sorted, e_sorted, sorted_names = check_disjoint(be, written, names)
     dense = [(k, c[1]) for k, c in enumerate(checked) if not isinstance(c[1], RowSparseArray) and c[1].size]
-    if not dense or not keep:
+    if not dense or not s_sorted.size:
         return
     g_starts, g_ends = _intervals(be, [g for _, g in dense])
     hit = _headers.first_overlap(s_sorted, e_sorted, g_starts, g_ends)
     if hit >= 0:
         k = dense[hit][0]
         j = np.searchsorted(s_sorted, g_ends[hit], side="left") - 1
-        what = names[keep[order[j]]]
+        what = sorted_names[j]
         if what == "weights[%d]" % k:
             raise ValueError("grads[%d] shares memory with its weight: pass a separate gradient array" % k)
         raise ValueError("grads[%d] shares memory with %s: pass a separate gradient array" % (k, what))
@@ -472,15 +493,16 @@ def _same(objs, refs):
     return len(objs) == len(refs) and all(map(operator.is_, objs, map(weakref.ref.__call__, refs)))
 
 
-def reuse(plan, opt, weights, grads, states):
+def reuse(plan, opt, weights, grads, states, verified=False):
     """``plan`` made valid for this call's arrays, or None when it must be rebuilt.
 
     The weights and states must be the plan's very objects; every array is re-checked
     (memory, dtype, writability, the state structure the rule expects now) and the
     gradient column rewritten for this call's gradients.  Raises for a gradient that is
-    invalid whatever the plan."""
-    if not (_same(weights, plan.weight_refs) and len(states) == len(plan.states)
-            and all(map(operator.is_, states, plan.states))):
+    invalid whatever the plan.  ``verified``: the caller (an Updater chunk) has already
+    checked that the weights and states are the plan's objects."""
+    if not verified and not (_same(weights, plan.weight_refs) and len(states) == len(plan.states)
+                             and all(map(operator.is_, states, plan.states))):
         return None
     for k, leaves in plan.mutable_states:
         if not all(map(operator.is_, state_leaves(states[k]), leaves)) or len(state_leaves(states[k])) != len(leaves):

@@ -44,6 +44,8 @@ class AdaBelief(SkippingAdam):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     def step(self, indices, weights, grads, states):
         if skips_update(self.rescale_grad):
             return

@@ -41,6 +41,8 @@ class AdaDelta(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(1.0), rho=0.9, epsilon=1e-6, use_fused_step=True,

@@ -48,6 +48,8 @@ class AdaGrad(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.01), epsilon=1e-6, use_fused_step=True, **kwargs):

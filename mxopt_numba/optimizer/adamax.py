@@ -35,6 +35,8 @@ class Adamax(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.002), beta1=0.9, beta2=0.999, epsilon=1e-8,

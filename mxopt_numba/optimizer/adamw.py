@@ -52,6 +52,8 @@ class AdamW(SkippingAdam):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     def step(self, indices, weights, grads, states):
         if skips_update(self.rescale_grad):
             return

@@ -36,6 +36,8 @@ class DCASGD(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.1), momentum=0.0, lamda=0.04,

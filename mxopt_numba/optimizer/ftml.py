@@ -35,6 +35,8 @@ class FTML(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.0025), beta1=0.6, beta2=0.999, epsilon=1e-8,

@@ -45,6 +45,8 @@ class Ftrl(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.1), lamda1=0.01, beta=1.0, use_fused_step=True,

@@ -52,6 +52,8 @@ class LAMB(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    layerwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.001), beta1=0.9, beta2=0.999, epsilon=1e-6,

@@ -52,6 +52,8 @@ class LARS(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    layerwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.1), momentum=0.0, eta=0.001, epsilon=1e-8,

@@ -76,6 +76,8 @@ class LBSGD(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    layerwise = True
+
     fused_by_default = True
 
     def __init__(self, momentum=0.0, multi_precision=False, warmup_strategy="linear",

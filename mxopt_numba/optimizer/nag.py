@@ -33,6 +33,8 @@ class NAG(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.1), momentum=0.9, multi_precision=False,

@@ -43,8 +43,13 @@ def _is_index(x):
 
 def _as_lists(indices, weights, grads, states):
     """Accept MXNet 2.x lists and MXNet 1.x scalars; return four lists of equal length."""
-    if _is_index(indices):
+    if _is_index(indices) and not isinstance(indices, bool):
         return [indices], [weights], [grads], [states]
+    if not isinstance(indices, (list, tuple)):
+        if isinstance(indices, (str, bytes)) or not hasattr(indices, "__iter__"):
+            raise TypeError("indices must be an int, a string or a list of them, got %r (%s)"
+                            % (indices, type(indices).__name__))
+        indices = list(indices)
     indices, weights, grads, states = (list(x) if isinstance(x, (list, tuple)) else x
                                        for x in (indices, weights, grads, states))
     for name, x in (("weights", weights), ("grads", grads), ("states", states)):
@@ -161,6 +166,14 @@ class Optimizer:
     #: default of ``use_fused_step`` when the caller passes None
     fused_by_default = False
 
+    #: what distributed training may assume of the rule: ``elementwise`` — each element
+    #: of a tensor is updated from that element alone (states can be cut anywhere);
+    #: ``layerwise`` — per-tensor norms enter the update, through ``launch_sums``;
+    #: ``draws_noise`` — the update draws random numbers
+    elementwise = False
+    layerwise = False
+    draws_noise = False
+
     #: distributed training sets this to a function that sums per-tensor partial sums of
     #: squares across processes (layer-wise rules call it on their norms); None alone
     norm_reducer = None
@@ -173,14 +186,14 @@ class Optimizer:
             raise TypeError("%s got unexpected keyword argument(s): %s"
                             % (type(self).__name__, ", ".join(sorted(kwargs))))
         self.rescale_grad = _real("rescale_grad", rescale_grad)
-        self.wd = _real("wd", wd)
+        self.wd = _finite("wd", wd)
         if clip_gradient is not None:
             clip_gradient = _real("clip_gradient", clip_gradient)
         self.clip_gradient = clip_gradient
         self.lr_scheduler = lr_scheduler
         explicit_lr = learning_rate is not None and not isinstance(learning_rate, DefaultValue)
         if learning_rate is not None:
-            learning_rate = _real("learning_rate", learning_rate)
+            learning_rate = _finite("learning_rate", learning_rate)
             if learning_rate < 0:
                 raise ValueError("learning_rate must be >= 0, got %r" % learning_rate)
         if lr_scheduler is not None:
@@ -259,7 +272,7 @@ class Optimizer:
             raise UserWarning("LRScheduler of the optimizer has already been defined. Note that "
                               "set_learning_rate can mutate the value of the learning rate of the "
                               "optimizer only when the LRScheduler of the optimizer is undefined.")
-        lr = _real("learning_rate", lr)
+        lr = _finite("learning_rate", lr)
         if lr < 0:
             raise ValueError("learning_rate must be >= 0, got %r" % lr)
         self.lr = lr
@@ -437,7 +450,7 @@ class Optimizer:
             step(*map(list, zip(*plain)))
 
     # ------------------------------------------------------------------ plans
-    def _run_update(self, cache, indices, weights, grads, states):
+    def _run_update(self, cache, indices, weights, grads, states, verified=False):
         """One update call: pick the backend, validate and plan, count, run the rule.
         ``cache`` keeps the dense plan for the next call (the optimizer's own cache, or an
         Updater chunk's slot)."""
@@ -450,7 +463,7 @@ class Optimizer:
             sparse = [k for k, g in enumerate(grads) if isinstance(g, RowSparseArray)]
             if sparse:
                 return self._update_rows(backend, cache, indices, weights, grads, states, sparse)
-        plan = self._dense_plan(backend, cache, indices, weights, grads, states)
+        plan = self._dense_plan(backend, cache, indices, weights, grads, states, verified)
         try:
             self._count_plan(plan)
             if self.use_fused_step:
@@ -460,11 +473,11 @@ class Optimizer:
         finally:
             plan.release()    # keep none of the caller's gradients between calls
 
-    def _dense_plan(self, backend, cache, indices, weights, grads, states):
+    def _dense_plan(self, backend, cache, indices, weights, grads, states, verified=False):
         key = tuple(indices)
         plan = cache.get(key)
         if plan is not None and plan.backend is backend:
-            plan = _plan.reuse(plan, self, weights, grads, states)
+            plan = _plan.reuse(plan, self, weights, grads, states, verified)
             if plan is not None:
                 if plan.counts is not self._index_update_count:      # another device's counts
                     plan.counts = self._index_update_count
@@ -614,6 +627,13 @@ def _real(name, value):
     return float(value)
 
 
+def _finite(name, value):
+    value = _real(name, value)
+    if not math.isfinite(value):
+        raise ValueError("%s must be a finite number, got %r" % (name, value))
+    return value
+
+
 def check_fraction(name, value, upper_inclusive=False):
     """``value`` as a float in [0, 1) (or [0, 1]), else a ValueError naming ``name``:
     decay rates (betas, rho) of every rule."""
@@ -660,7 +680,7 @@ def state_float_dtype(weight):
 def _mult_dict(name, d):
     if not isinstance(d, dict):
         raise TypeError("%s must be a dict of index or name -> multiplier, got %s" % (name, type(d).__name__))
-    return {k: _real("%s[%r]" % (name, k), v) for k, v in d.items()}
+    return {k: _finite("%s[%r]" % (name, k), v) for k, v in d.items()}
 
 
 _registry = _registry_mod.Registry(Optimizer, "optimizer")

@@ -49,6 +49,8 @@ class RMSProp(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.001), rho=0.9, momentum=0.9, epsilon=1e-8,

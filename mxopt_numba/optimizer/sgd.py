@@ -34,6 +34,8 @@ class SGD(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.1), momentum=0.0, lazy_update=False,

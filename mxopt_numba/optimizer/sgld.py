@@ -35,6 +35,8 @@ class SGLD(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    draws_noise = True
+
     fused_by_default = True
 
     #: noise drawn for a whole call while ``step`` runs tensor by tensor (see

@@ -35,6 +35,8 @@ class Signum(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, learning_rate=DefaultValue(0.01), momentum=0.9, wd_lh=0.0,

@@ -26,6 +26,8 @@ class Test(Optimizer):
     **kwargs : see :class:`Optimizer`.
     """
 
+    elementwise = True
+
     fused_by_default = True
 
     def __init__(self, use_fused_step=True, **kwargs):

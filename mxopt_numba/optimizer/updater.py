@@ -141,7 +141,8 @@ class Updater:
                 ws, gs = pick(weights), pick(grads)
                 ws, gs = (list(ws), list(gs)) if len(chunk.positions) > 1 else ([ws], [gs])
             if direct:
-                opt._run_update(chunk, chunk.indices, list(ws), list(gs), chunk.states)
+                # the weights were checked against the entry above; the states are the chunk's
+                opt._run_update(chunk, chunk.indices, list(ws), list(gs), chunk.states, verified=not new)
             else:
                 opt.update_multi_precision(chunk.indices, list(ws), list(gs), chunk.states)
         if new:      # cached once its plans exist, so the cache counts their bytes
@@ -158,6 +159,7 @@ class Updater:
             if i not in self._states:
                 self._states[i] = opt.create_state_multi_precision(i, w)
                 self.states_synced[i] = True
+        _check_disjoint_call(indices, weights, [self._states[i] for i in indices])
         n = opt.aggregate_num
         size = len(indices) if math.isinf(n) else max(1, int(n))
         if math.isinf(n):
@@ -265,3 +267,20 @@ def _scheduler_factories():
 
 def _same(objs, refs):
     return len(objs) == len(refs) and all(map(operator.is_, objs, map(weakref.ref.__call__, refs)))
+
+
+def _check_disjoint_call(indices, weights, states):
+    """One Updater call may be cut into several update calls, which must still not share
+    memory between the tensors they write (the same weight under two indices would be
+    updated twice)."""
+    if not all(isinstance(w, np.ndarray) for w in weights):
+        return            # device calls: each chunk checks its own arrays
+    arrays, names = [], []
+    for k, (w, s) in enumerate(zip(weights, states)):
+        arrays.append(w)
+        names.append("weights[%d] (index %r)" % (k, indices[k]))
+        for p, leaf in enumerate(state_leaves(s)):
+            if isinstance(leaf, np.ndarray):
+                arrays.append(leaf)
+                names.append("states of index %r, leaf %d" % (indices[k], p))
+    _plan.check_disjoint(_plan.HOST, arrays, names)
