@@ -363,10 +363,10 @@ def test_same_weight_under_two_indices_in_one_call_is_refused():
     opt = mxo.optimizer.create("adam", aggregate_num=np.inf)
     states = _adam_states(opt, [w, w])
     _assert_refused_in_process(lambda: opt.update([0, 1], [w, w], [g, g], states), [w],
-                               "overlap", "same", "alias", "twice", "share")
+                               "overlap", "same", "alias", "twice", "share", "memory")
     up = mxo.optimizer.get_updater(mxo.optimizer.create("sgd", momentum=0.9, aggregate_num=np.inf))
     _assert_refused_in_process(lambda: up([0, 1], [g, g], [w, w]), [w],
-                               "overlap", "same", "alias", "twice", "share")
+                               "overlap", "same", "alias", "twice", "share", "memory")
 
 
 def test_weights_overlapping_in_memory_are_refused():
@@ -377,9 +377,9 @@ def test_weights_overlapping_in_memory_are_refused():
     opt = mxo.optimizer.create("sgd", momentum=0.9, aggregate_num=np.inf)
     states = [opt.create_state(0, w0), opt.create_state(1, w1)]
     _assert_refused_in_process(lambda: opt.update([0, 1], [w0, w1], [g0, g1], states), [buf],
-                               "overlap", "alias", "share")
+                               "overlap", "alias", "share", "memory")
     up = mxo.optimizer.get_updater(mxo.optimizer.create("adam", aggregate_num=np.inf))
-    _assert_refused_in_process(lambda: up([0, 1], [g0, g1], [w0, w1]), [buf], "overlap", "alias", "share")
+    _assert_refused_in_process(lambda: up([0, 1], [g0, g1], [w0, w1]), [buf], "overlap", "alias", "share", "memory")
 
 
 def test_weights_overlapping_in_separate_chunks_are_refused():
@@ -388,7 +388,7 @@ def test_weights_overlapping_in_separate_chunks_are_refused():
     w0, w1 = buf[:60], buf[40:]
     g = np.ones(60, np.float32)
     up = mxo.optimizer.get_updater(mxo.optimizer.create("sgd", momentum=0.9, aggregate_num=1))
-    _assert_refused_in_process(lambda: up([0, 1], [g, g.copy()], [w0, w1]), [buf], "overlap", "alias", "share")
+    _assert_refused_in_process(lambda: up([0, 1], [g, g.copy()], [w0, w1]), [buf], "overlap", "alias", "share", "memory")
 
 
 @pytest.mark.parametrize("offset", [1, 10, -10])
@@ -399,7 +399,7 @@ def test_gradient_partly_overlapping_its_weight_is_refused(offset):
     g = buf[20 + offset:80 + offset]
     opt = mxo.optimizer.create("adam")
     state = opt.create_state(0, w)
-    _assert_refused_in_process(lambda: opt.update(0, w, g, state), [buf], "overlap", "alias", "share", "weight")
+    _assert_refused_in_process(lambda: opt.update(0, w, g, state), [buf], "overlap", "alias", "share", "memory", "weight")
 
 
 def test_gradient_overlapping_another_weight_is_refused():
@@ -408,7 +408,7 @@ def test_gradient_overlapping_another_weight_is_refused():
     g0, g1 = buf[50:], np.ones(50, np.float32)      # g0 is w1's memory
     opt = mxo.optimizer.create("sgd", aggregate_num=np.inf)
     _assert_refused_in_process(lambda: opt.update([0, 1], [w0, w1], [g0, g1], [None, None]), [buf],
-                               "overlap", "alias", "share")
+                               "overlap", "alias", "share", "memory")
 
 
 # --------------------------------------------------------------------------- 4. states replaced in the Updater

@@ -245,3 +245,34 @@ def test_row_sparse_array_accepts_every_float_dtype():
     for dtype in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64):
         g = mxo.sparse.RowSparseArray(np.ones((1, 2), dtype), [0], (2, 2))
         assert g.dtype == np.dtype(dtype)
+
+
+@pytest.mark.gpu
+def test_row_sparse_array_with_device_data_still_checks_host_indices():
+    """Device data: only its shape and dtype are read (no copy); host indices get every
+    check; device indices get the metadata checks, their values checked on the host."""
+    try:
+        from numba import cuda
+        if not cuda.is_available():
+            raise ImportError
+    except Exception:       # noqa: BLE001 - numba without a CUDA target or simulator
+        pytest.skip("no CUDA device and NUMBA_ENABLE_CUDASIM is not set")
+    from mxopt_numba.sparse import check_row_indices
+    data = cuda.to_device(np.ones((2, 3), np.float32))
+    g = mxo.sparse.RowSparseArray(data, np.array([1, 4], np.int32), (5, 3))
+    assert g.data is data and g.indices.dtype == np.int64
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 5\)"):
+        mxo.sparse.RowSparseArray(data, [1, 7], (5, 3))
+    with pytest.raises(ValueError, match="data has shape"):
+        mxo.sparse.RowSparseArray(data, [1, 2, 3], (5, 3))
+    with pytest.raises(TypeError, match="data has dtype int32"):
+        mxo.sparse.RowSparseArray(cuda.to_device(np.ones((2, 3), np.int32)), [1, 4], (5, 3))
+    on_device = mxo.sparse.RowSparseArray(data, cuda.to_device(np.array([1, 4])), (5, 3))
+    assert on_device.validate((5, 3)) is on_device
+    with pytest.raises(TypeError, match="integer dtype"):
+        mxo.sparse.RowSparseArray(data, cuda.to_device(np.array([1.0, 4.0])), (5, 3))
+    with pytest.raises(ValueError, match="data has shape"):
+        mxo.sparse.RowSparseArray(data, cuda.to_device(np.array([1, 2, 4])), (5, 3))
+    np.testing.assert_array_equal(check_row_indices(on_device.indices.copy_to_host(), 5), [1, 4])
+    with pytest.raises(ValueError, match="sorted"):
+        check_row_indices(cuda.to_device(np.array([4, 1])).copy_to_host(), 5)
