@@ -276,3 +276,12 @@ def test_row_sparse_array_with_device_data_still_checks_host_indices():
     np.testing.assert_array_equal(check_row_indices(on_device.indices.copy_to_host(), 5), [1, 4])
     with pytest.raises(ValueError, match="sorted"):
         check_row_indices(cuda.to_device(np.array([4, 1])).copy_to_host(), 5)
+
+
+def test_row_sparse_array_from_lists_is_float32():
+    g = row_sparse_array(([[1, 2], [3, 4]], [0, 2]), shape=(3, 2))
+    assert g.dtype == np.float32 and g.indices.dtype == np.int64
+    np.testing.assert_array_equal(g.todense(), [[1, 2], [0, 0], [3, 4]])
+    with pytest.raises(TypeError, match="data has dtype int64"):
+        row_sparse_array((np.array([[1, 2]]), [0]), shape=(3, 2))
+    assert row_sparse_array((np.ones((1, 2)), [0]), shape=(3, 2), dtype=np.float16).dtype == np.float16
