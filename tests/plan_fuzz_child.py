@@ -136,7 +136,27 @@ def run_state_case(case):
     src_opt = create(src["name"], src["config"], src["mp"])
     src_w = make_weight(case, np.random.default_rng(case["seed"]), src["dtype"])
     out = {}
-    if case["via"] == "set_states":
+    if case["via"] == "flip":
+        # a valid first step, then a hyperparameter that may change the state layout
+        u = mxo.optimizer.get_updater(target)
+        u(0, np.full(w.shape, 0.1, w.dtype), w)
+        w0 = w.copy()
+        attr = case["flip"] if hasattr(target, case["flip"]) else "multi_precision"
+        old = getattr(target, attr)
+        setattr(target, attr, (0.0 if old else 0.9) if attr == "momentum" else not old)
+        own_state = target.create_state_multi_precision(0, w.copy())
+        expected, loose = signature(own_state), signature(own_state, shapes=False)
+        out["given"] = signature(u.states[0])
+        out["given_loose"] = signature(u.states[0], shapes=False)
+        before = snap(u.states)
+
+        def call():
+            u(0, g, w)
+
+        def intact():
+            return same([w0], [w]) and same(before, u.states)
+        state_of = lambda: u.states.get(0)      # noqa: E731
+    elif case["via"] == "set_states":
         src_u = mxo.optimizer.get_updater(src_opt)
         src_u(0, np.full(src_w.shape, 0.1, src_w.dtype), src_w)
         u = mxo.optimizer.get_updater(target)
@@ -183,7 +203,7 @@ def run_state_case(case):
     if out["raised"] is None:
         out["structure_kept"] = signature(state_of()) == expected
         own = (src == {"name": case["name"], "config": case["config"], "mp": case["mp"], "dtype": case["dtype"]}
-               and case["via"] != "set_states" and case["mutation"] == "keep")
+               and case["via"] in ("update", "updater") and case["mutation"] == "keep")
         if own and not case.get("stochastic"):
             ref_opt = create(case["name"], case["config"], False, fused=False)
             wr = w0.astype(np.float64)

@@ -67,9 +67,12 @@ def state_cases(draw):
     elif origin == "other_precision":
         source["mp"] = draw(st.booleans())
         source["dtype"] = draw(st.sampled_from(DTYPES))
-    via = draw(st.sampled_from(["update", "updater", "set_states"]))
+    via = draw(st.sampled_from(["update", "updater", "set_states", "flip"]))
+    if via == "flip":       # the optimizer's own state, then a hyperparameter changes
+        source = dict(target)
     return dict(kind="state", shape=draw(st.tuples(st.integers(1, 5), st.integers(1, 6))), via=via,
-                source=source, mutation="keep" if via == "set_states" else draw(st.sampled_from(MUTATIONS)),
+                flip=draw(st.sampled_from(["momentum", "centered", "multi_precision"])),
+                source=source, mutation="keep" if via in ("set_states", "flip") else draw(st.sampled_from(MUTATIONS)),
                 seed=draw(st.integers(0, 2**31 - 1)), stochastic=case.stochastic,
                 tolerance=case.tolerance_factor, positive=case.positive_weights, **target)
 
