@@ -213,8 +213,8 @@ def row_sparse_array(arg, shape=None, dtype=None):
 
     ``indices`` must be sorted, unique, non-negative and below ``shape[0]``; ``data``
     must have shape ``(len(indices),) + shape[1:]`` and a float dtype (``dtype`` casts
-    it).  ``shape`` defaults to the smallest table holding the rows.  The checks are the
-    constructor's.
+    it; data given as nested lists defaults to float32).  ``shape`` defaults to the
+    smallest table holding the rows.  The checks are the constructor's.
     """
     if isinstance(arg, RowSparseArray):
         data, indices = arg.data, arg.indices
@@ -224,6 +224,8 @@ def row_sparse_array(arg, shape=None, dtype=None):
             raise TypeError("row_sparse_array expects (data, indices), got %r" % (type(arg),))
         data, indices = arg
     if not _device.is_device_array(data):
+        if dtype is None and not isinstance(data, np.ndarray):
+            dtype = np.float32      # as MXNet: nested lists become float32, arrays keep theirs
         try:
             data = np.asarray(data) if dtype is None else np.asarray(data, dtype=dtype)
         except (TypeError, ValueError, OverflowError) as exc:

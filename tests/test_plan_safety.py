@@ -73,13 +73,21 @@ print("OUTCOME " + json.dumps(outcome), flush=True)
 '''
 
 
+def _no_core_dump():
+    try:
+        import resource
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def run_isolated(setup, timeout=120):
     """Run ``setup`` (which defines ``watch``, the arrays that must stay untouched, and
     ``call()``, the operation under test) in a fresh interpreter; return its report."""
     code = _PRELUDE + textwrap.dedent(setup) + _EPILOGUE
     env = dict(os.environ, OMP_WAIT_POLICY="passive")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True,
+                          timeout=timeout, env=env, preexec_fn=_no_core_dump if os.name == "posix" else None)
     assert proc.returncode == 0, ("child process died with exit status %d (a crash, not an exception)\n%s"
                                   % (proc.returncode, proc.stderr[-3000:]))
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("OUTCOME ")]
@@ -355,10 +363,10 @@ def test_same_weight_under_two_indices_in_one_call_is_refused():
     opt = mxo.optimizer.create("adam", aggregate_num=np.inf)
     states = _adam_states(opt, [w, w])
     _assert_refused_in_process(lambda: opt.update([0, 1], [w, w], [g, g], states), [w],
-                               "overlap", "same", "alias", "twice", "share")
+                               "overlap", "same", "alias", "twice", "share", "memory")
     up = mxo.optimizer.get_updater(mxo.optimizer.create("sgd", momentum=0.9, aggregate_num=np.inf))
     _assert_refused_in_process(lambda: up([0, 1], [g, g], [w, w]), [w],
-                               "overlap", "same", "alias", "twice", "share")
+                               "overlap", "same", "alias", "twice", "share", "memory")
 
 
 def test_weights_overlapping_in_memory_are_refused():
@@ -369,9 +377,9 @@ def test_weights_overlapping_in_memory_are_refused():
     opt = mxo.optimizer.create("sgd", momentum=0.9, aggregate_num=np.inf)
     states = [opt.create_state(0, w0), opt.create_state(1, w1)]
     _assert_refused_in_process(lambda: opt.update([0, 1], [w0, w1], [g0, g1], states), [buf],
-                               "overlap", "alias", "share")
+                               "overlap", "alias", "share", "memory")
     up = mxo.optimizer.get_updater(mxo.optimizer.create("adam", aggregate_num=np.inf))
-    _assert_refused_in_process(lambda: up([0, 1], [g0, g1], [w0, w1]), [buf], "overlap", "alias", "share")
+    _assert_refused_in_process(lambda: up([0, 1], [g0, g1], [w0, w1]), [buf], "overlap", "alias", "share", "memory")
 
 
 def test_weights_overlapping_in_separate_chunks_are_refused():
@@ -380,7 +388,7 @@ def test_weights_overlapping_in_separate_chunks_are_refused():
     w0, w1 = buf[:60], buf[40:]
     g = np.ones(60, np.float32)
     up = mxo.optimizer.get_updater(mxo.optimizer.create("sgd", momentum=0.9, aggregate_num=1))
-    _assert_refused_in_process(lambda: up([0, 1], [g, g.copy()], [w0, w1]), [buf], "overlap", "alias", "share")
+    _assert_refused_in_process(lambda: up([0, 1], [g, g.copy()], [w0, w1]), [buf], "overlap", "alias", "share", "memory")
 
 
 @pytest.mark.parametrize("offset", [1, 10, -10])
@@ -391,7 +399,7 @@ def test_gradient_partly_overlapping_its_weight_is_refused(offset):
     g = buf[20 + offset:80 + offset]
     opt = mxo.optimizer.create("adam")
     state = opt.create_state(0, w)
-    _assert_refused_in_process(lambda: opt.update(0, w, g, state), [buf], "overlap", "alias", "share", "weight")
+    _assert_refused_in_process(lambda: opt.update(0, w, g, state), [buf], "overlap", "alias", "share", "memory", "weight")
 
 
 def test_gradient_overlapping_another_weight_is_refused():
@@ -400,7 +408,7 @@ def test_gradient_overlapping_another_weight_is_refused():
     g0, g1 = buf[50:], np.ones(50, np.float32)      # g0 is w1's memory
     opt = mxo.optimizer.create("sgd", aggregate_num=np.inf)
     _assert_refused_in_process(lambda: opt.update([0, 1], [w0, w1], [g0, g1], [None, None]), [buf],
-                               "overlap", "alias", "share")
+                               "overlap", "alias", "share", "memory")
 
 
 # --------------------------------------------------------------------------- 4. states replaced in the Updater

@@ -156,3 +156,132 @@ def test_sparse_gradient_shape_must_match_the_weight():
     g = row_sparse_array((np.ones((1, 3), np.float32), [0]), shape=(4, 3))
     with pytest.raises(ValueError, match="does not match"):
         mxo.optimizer.create("sgd", lazy_update=True).update(0, np.zeros((5, 3), np.float32), g, None)
+
+
+# --------------------------------------------------------------------------- RowSparseArray built directly
+
+_ROWS = np.ones((2, 3), np.float32)
+
+
+@pytest.mark.parametrize("data, indices, shape, error, match", [
+    (np.ones((1, 3), np.float32), [10**7], (5, 3), ValueError, r"indices must lie in \[0, 5\)"),
+    (np.ones((1, 3), np.float32), [-5], (5, 3), ValueError, r"indices must lie in \[0, 5\)"),
+    (np.ones((1, 3), np.float32), np.array([10**7], np.int32), (5, 3), ValueError, r"\[0, 5\)"),
+    (np.ones((1, 3), np.float32), [10**30], (5, 3), ValueError, r"\[0, 5\)"),
+    (np.ones((1, 3), np.float32), np.array([2**63 + 5], np.uint64), (5, 3), ValueError, r"\[0, 5\)"),
+    (np.ones((1, 3), np.float32), np.arange(5), (5, 3), ValueError, "data has shape"),
+    (_ROWS, [3, 1], (5, 3), ValueError, "sorted"),
+    (_ROWS, [1, 1], (5, 3), ValueError, "unique"),
+    (_ROWS, np.array([[1, 2]]), (5, 3), ValueError, "indices must be 1-D"),
+    (_ROWS, [[1], [2, 3]], (5, 3), TypeError, "indices must be"),
+    (np.ones((1, 3), np.float32), [0.5], (5, 3), TypeError, "indices must be integers"),
+    (np.ones((1, 3), np.float32), [np.nan], (5, 3), TypeError, "indices must be integers"),
+    (np.ones((1, 3), np.float32), [None], (5, 3), TypeError, "indices must be integers"),
+    (np.ones((1, 3), np.float32), [True], (5, 3), TypeError, "indices must be integers"),
+    (np.ones((1, 3), np.float32), np.array([1 + 0j]), (5, 3), TypeError, "indices must be integers"),
+    (np.ones((1, 3), np.int32), [1], (5, 3), TypeError, "data has dtype int32"),
+    ([[1.0, 2.0, 3.0]], [1], (5, 3), TypeError, "data must be a numpy array"),
+    (np.ones((1, 4), np.float32), [1], (5, 3), ValueError, "data has shape"),
+    (np.array(1.0, np.float32), [], (5,), ValueError, "data must have one row per index"),
+    (np.ones((1, 3), np.float32), [1], (5.0, 3), TypeError, "shape must be a tuple of non-negative ints"),
+    (np.ones((1, 3), np.float32), [1], (-5, 3), ValueError, "shape must be a tuple of non-negative ints"),
+    (np.ones((1, 3), np.float32), [1], 5, TypeError, "shape must be a tuple"),
+    (np.ones((1, 3), np.float32), [1], (), ValueError, "shape must have at least one dimension"),
+], ids=["huge", "negative", "int32-huge", "beyond-int64", "uint64-huge", "five-indices-one-row",
+        "unsorted", "duplicate", "2-d", "ragged", "fraction", "nan", "none", "bool", "complex",
+        "int-data", "list-data", "row-width", "scalar-data", "float-shape", "negative-shape",
+        "int-shape", "empty-shape"])
+def test_row_sparse_array_constructor_validates(data, indices, shape, error, match):
+    """The constructor runs the same checks as row_sparse_array (no NumPy error leaks)."""
+    with pytest.raises(error, match=match):
+        mxo.sparse.RowSparseArray(data, indices, shape)
+
+
+@pytest.mark.parametrize("indices", [np.array([1, 4], np.int32), [1, 4], (1, 4), np.array([1.0, 4.0]),
+                                     np.array([1, 4], np.uint8), np.array([0, 1, 3, 4])[1::2]],
+                         ids=["int32", "list", "tuple", "integral-floats", "uint8", "strided"])
+def test_row_sparse_array_constructor_normalises_indices(indices):
+    g = mxo.sparse.RowSparseArray(_ROWS, indices, [5, 3])
+    assert g.indices.dtype == np.int64 and g.indices.flags.c_contiguous
+    np.testing.assert_array_equal(g.indices, [1, 4])
+    assert g.shape == (5, 3) and type(g.shape) is tuple
+
+
+def test_row_sparse_array_keeps_int64_indices_and_makes_data_contiguous():
+    rows = np.array([0, 2], np.int64)
+    data = np.arange(12, dtype=np.float32).reshape(2, 6)[:, ::2]
+    g = mxo.sparse.RowSparseArray(data, rows, (3, 3))
+    assert g.indices is rows
+    assert g.data.flags.c_contiguous
+    np.testing.assert_array_equal(g.data, data)
+    assert row_sparse_array((data, rows), shape=(3, 3)).data.flags.c_contiguous
+
+
+def test_validate_repeats_the_checks_after_in_place_changes():
+    g = row_sparse_array((np.ones((2, 3), np.float32), [1, 3]), shape=(5, 3))
+    assert g.validate() is g and g.validate((5, 3)) is g
+    with pytest.raises(ValueError, match="does not match the weight's shape"):
+        g.validate((6, 3))
+    g.indices[0] = 10**7
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 5\)"):
+        g.validate()
+    g.indices[0] = 3
+    with pytest.raises(ValueError, match="unique"):
+        g.validate()
+    g.indices = [0, 4]                    # reassigned as a list: normalised again
+    g.validate((5, 3))
+    assert g.indices.dtype == np.int64
+    g.data = g.data[:1]
+    with pytest.raises(ValueError, match="data has shape"):
+        g.validate()
+    g.data = np.ones((2, 3), np.float32)
+    g.shape = (5, -1)
+    with pytest.raises(ValueError, match="shape"):
+        g.validate()
+
+
+def test_row_sparse_array_accepts_every_float_dtype():
+    import ml_dtypes
+    for dtype in (np.float16, ml_dtypes.bfloat16, np.float32, np.float64):
+        g = mxo.sparse.RowSparseArray(np.ones((1, 2), dtype), [0], (2, 2))
+        assert g.dtype == np.dtype(dtype)
+
+
+@pytest.mark.gpu
+def test_row_sparse_array_with_device_data_still_checks_host_indices():
+    """Device data: only its shape and dtype are read (no copy); host indices get every
+    check; device indices get the metadata checks, their values checked on the host."""
+    try:
+        from numba import cuda
+        if not cuda.is_available():
+            raise ImportError
+    except Exception:       # noqa: BLE001 - numba without a CUDA target or simulator
+        pytest.skip("no CUDA device and NUMBA_ENABLE_CUDASIM is not set")
+    from mxopt_numba.sparse import check_row_indices
+    data = cuda.to_device(np.ones((2, 3), np.float32))
+    g = mxo.sparse.RowSparseArray(data, np.array([1, 4], np.int32), (5, 3))
+    assert g.data is data and g.indices.dtype == np.int64
+    with pytest.raises(ValueError, match=r"indices must lie in \[0, 5\)"):
+        mxo.sparse.RowSparseArray(data, [1, 7], (5, 3))
+    with pytest.raises(ValueError, match="data has shape"):
+        mxo.sparse.RowSparseArray(data, [1, 2, 3], (5, 3))
+    with pytest.raises(TypeError, match="data has dtype int32"):
+        mxo.sparse.RowSparseArray(cuda.to_device(np.ones((2, 3), np.int32)), [1, 4], (5, 3))
+    on_device = mxo.sparse.RowSparseArray(data, cuda.to_device(np.array([1, 4])), (5, 3))
+    assert on_device.validate((5, 3)) is on_device
+    with pytest.raises(TypeError, match="integer dtype"):
+        mxo.sparse.RowSparseArray(data, cuda.to_device(np.array([1.0, 4.0])), (5, 3))
+    with pytest.raises(ValueError, match="data has shape"):
+        mxo.sparse.RowSparseArray(data, cuda.to_device(np.array([1, 2, 4])), (5, 3))
+    np.testing.assert_array_equal(check_row_indices(on_device.indices.copy_to_host(), 5), [1, 4])
+    with pytest.raises(ValueError, match="sorted"):
+        check_row_indices(cuda.to_device(np.array([4, 1])).copy_to_host(), 5)
+
+
+def test_row_sparse_array_from_lists_is_float32():
+    g = row_sparse_array(([[1, 2], [3, 4]], [0, 2]), shape=(3, 2))
+    assert g.dtype == np.float32 and g.indices.dtype == np.int64
+    np.testing.assert_array_equal(g.todense(), [[1, 2], [0, 0], [3, 4]])
+    with pytest.raises(TypeError, match="data has dtype int64"):
+        row_sparse_array((np.array([[1, 2]]), [0]), shape=(3, 2))
+    assert row_sparse_array((np.ones((1, 2)), [0]), shape=(3, 2), dtype=np.float16).dtype == np.float16
