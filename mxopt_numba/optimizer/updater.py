@@ -28,6 +28,9 @@ class Updater:
     layout).  States are created on first sight of an index and kept in ``states``.
     """
 
+    #: where a saved optimizer's class is looked up by name (mxopt_numba.v1 has its own)
+    optimizer_registry = _registry
+
     def __init__(self, optimizer):
         if not isinstance(optimizer, Optimizer):
             raise TypeError("Updater needs an Optimizer, got %s" % type(optimizer).__name__)
@@ -124,7 +127,7 @@ class Updater:
                     raise _state_io.StateFormatError("state of index %r holds a %s" % (index, type(leaf).__name__))
         optimizer = self.optimizer
         if "optimizer" in payload:
-            optimizer = optimizer_from_config(payload["optimizer"])
+            optimizer = optimizer_from_config(payload["optimizer"], self.optimizer_registry)
             optimizer.param_dict = self.optimizer.param_dict
         self.optimizer = optimizer
         self.states = new_states
@@ -149,9 +152,9 @@ def optimizer_config(opt):
     return {"class": type(opt).__name__, "attrs": attrs, "counts": counts}
 
 
-def optimizer_from_config(config):
+def optimizer_from_config(config, registry=_registry):
     try:
-        cls = _registry.get(config["class"])
+        cls = registry.get(config["class"])
         attrs, counts = config["attrs"], config["counts"]
     except (KeyError, TypeError, ValueError) as exc:
         raise _state_io.StateFormatError("saved optimizer settings are unusable: %s" % exc) from None
