@@ -49,6 +49,25 @@ def test_optimizer_trace_1_9(case):
         assert num_update == int(arrays["num_update"][t - 1]), "num_update after step %d" % t
 
 
+LBSGD_DIR = Path(__file__).parent / "golden" / "lbsgd"
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c["id"]) for c in
+                                  json.loads((LBSGD_DIR / "manifest.json").read_text())["cases"]])
+def test_lbsgd_trace_1_9(case):
+    """LBSGD exists only in 1.x; its 1.9.1 traces through v1 (including the 1.x wd_mult
+    name rule, which the 2.x namespace does not apply)."""
+    if case["status"] != "ok" or (case.get("sparse") or {}).get("weight_stype", "default") != "default":
+        pytest.skip("MXNet raised, or row_sparse weights")
+    arrays = np.load(LBSGD_DIR / case["file"])
+    for t, weights, num_update in run_case(case, arrays, legacy_scalar=True, mod=mx1):
+        for i, w in enumerate(weights):
+            score = weight_error(w, arrays["w%d_%d" % (t, i)], arrays["w%d_%d" % (t - 1, i)],
+                                 arrays["w0_%d" % i], case["dtype"], case["multi_precision"])
+            assert score <= 1.0, "step %d tensor %d: error %.3g x tolerance" % (t, i, score)
+        assert num_update == int(arrays["num_update"][t - 1])
+
+
 def _check_sgld(case, arrays, steps):
     n = len(case["shapes"])
     prev = [arrays["w0_%d" % i].astype(np.float64) for i in range(n)]
