@@ -117,12 +117,6 @@ def _reference_run(w0, grads, lr, wd, mp):
     return out
 
 
-def _registered(cls):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")          # re-registration across parametrized runs
-        return mxo.optimizer.register(cls)
-
-
 class _Base(Optimizer):
     def create_state(self, index, weight):
         return np.zeros(weight.shape, weight.dtype)
@@ -137,7 +131,6 @@ class _Base(Optimizer):
         weight += mom
 
 
-@_registered
 class ScalarUpdateOpt(_Base):
     """MXNet 1.x docs: ``update(index, weight, grad, state)`` for one tensor."""
 
@@ -146,7 +139,6 @@ class ScalarUpdateOpt(_Base):
         self._one(index, weight, grad, state, False)
 
 
-@_registered
 class ListUpdateOpt(_Base):
     """``update(indices, weights, grads, states)`` on lists, written by the user."""
 
@@ -155,7 +147,6 @@ class ListUpdateOpt(_Base):
             self._one(*item, False)
 
 
-@_registered
 class StepOpt(_Base):
     """MXNet 2.x docs: ``step`` counts the update itself."""
 
@@ -164,7 +155,6 @@ class StepOpt(_Base):
             self._one(*item, False)
 
 
-@_registered
 class FusedStepOpt(_Base):
     """MXNet 2.x with both paths: ``fused_step`` counts all indices in one call."""
 
@@ -183,6 +173,21 @@ class FusedStepOpt(_Base):
 
 
 STYLES = ["scalarupdateopt", "listupdateopt", "stepopt", "fusedstepopt"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _registered():
+    """Register this module's classes by name for its tests only (other test modules
+    check the registries' exact contents)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cls in (ScalarUpdateOpt, ListUpdateOpt, StepOpt, FusedStepOpt):
+            mxo.optimizer.register(cls)
+        mxo.initializer.register(ArangeInit)
+    yield
+    for name in STYLES:
+        mxo.optimizer.Optimizer.opt_registry.pop(name, None)
+    mxo.initializer._registry._classes.pop("arangeinit", None)
 
 
 def _inputs(dtype, steps=4):
@@ -347,7 +352,6 @@ def test_custom_scheduler_drives_the_optimizer(name):
 
 # ---------------------------------------------------------------------- initializers
 
-@mxo.initializer.register
 class ArangeInit(mxo.initializer.Initializer):
     """User initializer: weights 0, 1, 2, ... times ``scale``."""
 

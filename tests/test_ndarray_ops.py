@@ -306,11 +306,145 @@ def test_multi_mp_adamw_update():
     ms = [np.zeros(w.shape, np.float32) for w in ws]
     vs = [np.zeros(w.shape, np.float32) for w in ws]
     start = [w.astype(np.float64) for w in w32]
-    nd.contrib.multi_mp_adamw_update(*[a for t in zip(w16, g16, ms, vs, w32) for a in t], rescale_grad=1.0,
-                                     lrs=[1.0, 1.0], wds=[0.0, 0.1], etas=[0.01, 0.02])
+    nd.contrib.multi_mp_adamw_update(w16, g16, ms, vs, w32, rescale_grad=1.0, lrs=[1.0, 1.0], wds=[0.0, 0.1],
+                                     etas=[0.01, 0.02])
     for k, (eta, wd) in enumerate([(0.01, 0.0), (0.02, 0.1)]):
         gc = g16[k].astype(np.float64)
         m, v = 0.1 * gc, 0.001 * gc * gc
         np.testing.assert_allclose(w32[k], start[k] - eta * (m / (np.sqrt(v) + 1e-8) + wd * start[k]),
                                    rtol=1e-5, atol=1e-7)
         np.testing.assert_array_equal(w16[k], w32[k].astype(np.float16))
+
+
+def test_multi_adamw_update_takes_lists():
+    ws, gs = _tensors(2)
+    ms = [np.zeros_like(w) for w in ws]
+    vs = [np.zeros_like(w) for w in ws]
+    start = [w.astype(np.float64) for w in ws]
+    nd.contrib.multi_adamw_update(ws, gs, ms, vs, 1.0, lrs=[1.0, 2.0], wds=[0.1, 0.0], etas=[0.01, 0.02])
+    for k, (lr, eta, wd) in enumerate([(1.0, 0.01, 0.1), (2.0, 0.02, 0.0)]):
+        gc = gs[k].astype(np.float64)
+        m, v = 0.1 * gc, 0.001 * gc * gc
+        np.testing.assert_allclose(ws[k], start[k] - eta * (lr * m / (np.sqrt(v) + 1e-8) + wd * start[k]),
+                                   rtol=1e-5, atol=1e-7)
+
+
+def _adabelief_ref(w, g, m, v, s, lr, eta, wd, clip=-1.0, b1=0.9, b2=0.999, eps=1e-8):
+    gw = _clip(s * g + wd * w, clip)
+    m = b1 * m + (1 - b1) * gw
+    v = b2 * v + (1 - b2) * (gw - m) ** 2 + eps
+    return w - eta * lr * m / (np.sqrt(v) + eps), m, v
+
+
+def test_adabelief_updates():
+    w, g = _data()
+    mean, var = np.zeros_like(w), np.zeros_like(w)
+    w64 = w.astype(np.float64)
+    nd.contrib.adabelief_update(w, g, mean, var, rescale_grad=2.0, lr=0.5, eta=0.02, wd=0.1, clip_gradient=1.0)
+    want, m, v = _adabelief_ref(w64, g.astype(np.float64), 0.0, 0.0, 2.0, 0.5, 0.02, 0.1, 1.0)
+    np.testing.assert_allclose(mean, m, **RTOL)
+    np.testing.assert_allclose(var, v, rtol=1e-5)
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-7)
+    ws, gs = _tensors(2)
+    w16 = [x.astype(np.float16) for x in ws]
+    w32 = [x.astype(np.float32) for x in w16]
+    start = [x.astype(np.float64) for x in w32]
+    g16 = [x.astype(np.float16) for x in gs]
+    ms = [np.zeros(x.shape, np.float32) for x in ws]
+    vs = [np.zeros(x.shape, np.float32) for x in ws]
+    nd.contrib.multi_mp_adabelief_update(w16, g16, ms, vs, w32, 1.0, lrs=[1.0, 1.0], wds=[0.0, 0.05],
+                                         etas=[0.01, 0.03])
+    for k, (eta, wd) in enumerate([(0.01, 0.0), (0.03, 0.05)]):
+        want = _adabelief_ref(start[k], g16[k].astype(np.float64), 0.0, 0.0, 1.0, 1.0, eta, wd)[0]
+        np.testing.assert_allclose(w32[k], want, rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(w16[k], w32[k].astype(np.float16))
+
+
+def _lamb_ref(w, g, m, v, t, lr, wd, b1=0.9, b2=0.999, eps=1e-6, lower=None, upper=None, bias=True):
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    mh, vh = (m / (1 - b1 ** t), v / (1 - b2 ** t)) if bias else (m, v)
+    r = mh / (np.sqrt(vh) + eps) + wd * w
+    r1 = np.linalg.norm(w)
+    if lower is not None:
+        r1 = max(r1, lower)
+    if upper is not None:
+        r1 = min(r1, upper)
+    r2 = np.linalg.norm(r)
+    trust = r1 / r2 if r1 > 0 and r2 > 0 else 1.0
+    return w - lr * trust * r, m, v
+
+
+@pytest.mark.parametrize("mp", [False, True])
+def test_multi_lamb_update(mp):
+    ws, gs = _tensors(3)
+    steps, lrs, wds = [1, 3, 2], [0.01, 0.02, 0.005], [0.0, 0.1, 0.01]
+    ms = [np.full(w.shape, 0.01, np.float32) for w in ws]
+    vs = [np.full(w.shape, 0.02, np.float32) for w in ws]
+    refs = []
+    for k in range(3):
+        refs.append(_lamb_ref(ws[k].astype(np.float64), gs[k].astype(np.float64), 0.01, 0.02, steps[k], lrs[k],
+                              wds[k], upper=3.0))
+    if mp:
+        w16 = [w.astype(np.float16) for w in ws]
+        nd.multi_mp_lamb_update(w16, gs, ms, vs, ws, steps, lrs, wds, upper_bound=3.0)
+    else:
+        nd.multi_lamb_update(ws, gs, ms, vs, steps, lrs, wds, upper_bound=3.0)
+    for k in range(3):
+        np.testing.assert_allclose(ws[k], refs[k][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ms[k], refs[k][1], **RTOL)
+        np.testing.assert_allclose(vs[k], refs[k][2], rtol=1e-5)
+        if mp:
+            np.testing.assert_array_equal(w16[k], ws[k].astype(np.float16))
+
+
+def test_multi_lans_update_matches_the_optimizer():
+    ws, gs = _tensors(2)
+    ws_opt = [w.copy() for w in ws]
+    opt = mxo.optimizer.LANS(learning_rate=0.01, wd=0.05)
+    states = [opt.create_state(i, w) for i, w in enumerate(ws_opt)]
+    ms = [np.zeros(w.shape, np.float32) for w in ws]
+    vs = [np.zeros(w.shape, np.float32) for w in ws]
+    for t in (1, 2):
+        opt.update([0, 1], ws_opt, gs, states)
+        nd.multi_lans_update(ws, gs, ms, vs, [t, t], [0.01, 0.01], [0.05, 0.05])
+        for k in range(2):
+            np.testing.assert_allclose(ws[k], ws_opt[k], rtol=1e-6, atol=1e-7)
+    # float64 re-statement of the first step of tensor 0 (fresh moments)
+    w0, g0 = _tensors(1)
+    w, g = w0[0], g0[0]
+    w64, g64 = w.astype(np.float64), g.astype(np.float64)
+    nd.multi_lans_update([w], [g], [np.zeros_like(w)], [np.zeros_like(w)], [1], [0.01], [0.05])
+    gh = g64 / np.linalg.norm(g64)
+    m, v = 0.1 * gh / 0.1, 0.001 * gh * gh / 0.001
+    d = np.sqrt(v) + 1e-6
+    rm, rg = m / d + 0.05 * w64, gh / d + 0.05 * w64
+    r1 = np.linalg.norm(w64)
+    want = w64 - 0.01 * (0.9 * r1 / np.linalg.norm(rm) * rm + 0.1 * r1 / np.linalg.norm(rg) * rg)
+    np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)
+
+
+def test_adagrad_and_group_adagrad_updates():
+    w, g = _data()
+    h = np.full_like(w, 0.1)
+    w64 = w.astype(np.float64)
+    nd.adagrad_update(w, g, h, lr=0.1, wd=0.01, epsilon=1e-7)
+    gw = g.astype(np.float64) + 0.01 * w64
+    h64 = 0.1 + gw * gw
+    np.testing.assert_allclose(h, h64, **RTOL)
+    np.testing.assert_allclose(w, w64 - 0.1 * gw / (np.sqrt(h64) + 1e-7), **RTOL)
+    # row_sparse, wd 0: the listed rows only
+    w, _ = _data((5, 3))
+    before = w.copy()
+    h = np.zeros_like(w)
+    grad = mxo.sparse.row_sparse_array((np.ones((1, 3), np.float32), [2]), shape=(5, 3))
+    nd.adagrad_update(w, grad, h, lr=0.1)
+    np.testing.assert_array_equal(np.delete(w, 2, axis=0), np.delete(before, 2, axis=0))
+    np.testing.assert_allclose(w[2], before[2] - 0.1 / (1 + 1e-7), **RTOL)
+    w, g = _data((4, 6))
+    hist = np.zeros((4, 1), np.float32)
+    w64 = w.astype(np.float64)
+    nd.contrib.group_adagrad_update(w, g, hist, lr=0.1, epsilon=1e-5)
+    h64 = np.mean(g.astype(np.float64) ** 2, axis=1, keepdims=True)
+    np.testing.assert_allclose(hist, h64, **RTOL)
+    np.testing.assert_allclose(w, w64 - 0.1 * g / (np.sqrt(h64) + 1e-5), **RTOL)

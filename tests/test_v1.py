@@ -393,7 +393,15 @@ def test_1x_updater_calls_and_save_load(tmp_path):
             state += grad
             weight -= self._get_lr(index) * state
 
+    try:
+        _recorder_run(calls)
+    finally:
+        mx1.optimizer.Optimizer.opt_registry.pop("recorder", None)
+
+
+def _recorder_run(calls):
     opt = mx1.optimizer.create("recorder", learning_rate=0.5, multi_precision=True)
+    Recorder = type(opt)
     updater = mx1.optimizer.get_updater(opt)
     assert not updater.aggregate_updates
     ws = [np.ones(3, np.float16), np.ones(2, np.float32)]

@@ -13,6 +13,7 @@ MXNet accepts them; with ``lazy_update`` only their rows are touched.
 
 Each function returns the updated weight (a list for the multi-tensor operators).
 """
+from ..optimizer.adagrad import AdaGrad as _AdaGrad
 from ..optimizer.adam import Adam as _Adam
 from ..optimizer.ftml import FTML as _FTML
 from ..optimizer.ftrl import Ftrl as _Ftrl
@@ -22,9 +23,11 @@ from ..optimizer.sgd import SGD as _SGD
 from ..optimizer.signum import Signum as _Signum
 from . import contrib
 from ._ops import clip_value, per_tensor, run, scalar, split_data
+from .contrib import multi_lamb_update, multi_lans_update, multi_mp_lamb_update, multi_mp_lans_update
 
-__all__ = ["adam_update", "contrib", "ftml_update", "ftrl_update", "mp_nag_mom_update", "mp_sgd_mom_update",
-           "mp_sgd_update", "multi_mp_sgd_mom_update", "multi_mp_sgd_update", "multi_sgd_mom_update",
+__all__ = ["adagrad_update", "adam_update", "contrib", "ftml_update", "ftrl_update", "mp_nag_mom_update", "mp_sgd_mom_update",
+           "mp_sgd_update", "multi_lamb_update", "multi_lans_update", "multi_mp_lamb_update", "multi_mp_lans_update",
+           "multi_mp_sgd_mom_update", "multi_mp_sgd_update", "multi_sgd_mom_update",
            "multi_sgd_update", "nag_mom_update", "preloaded_multi_mp_sgd_mom_update",
            "preloaded_multi_mp_sgd_update", "preloaded_multi_sgd_mom_update", "preloaded_multi_sgd_update",
            "rmsprop_update", "rmspropalex_update", "sgd_mom_update", "sgd_update", "signsgd_update",
@@ -287,3 +290,13 @@ def ftml_update(weight, grad, d, v, z, lr, t, beta1=0.6, beta2=0.999, epsilon=1e
                 begin_num_update=t - 1, rescale_grad=scalar("rescale_grad", rescale_grad),
                 clip_gradient=clip_value(clip_grad))
     return run(opt, [weight], [grad], [(d, v, z)], out)[0]
+
+
+def adagrad_update(weight, grad, history, lr, epsilon=1e-7, wd=0.0, rescale_grad=1.0, clip_gradient=-1.0,
+                   out=None):
+    """AdaGrad (MXNet 2.x): ``gw = g' + wd * weight``; ``history <- history + gw^2``;
+    ``weight <- weight - lr * gw / (sqrt(history) + epsilon)``.  With a row_sparse
+    ``grad`` and ``wd`` 0 only the listed rows are touched (MXNet's sparse kernel)."""
+    opt = _AdaGrad(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), epsilon=epsilon,
+                   rescale_grad=scalar("rescale_grad", rescale_grad), clip_gradient=clip_value(clip_gradient))
+    return run(opt, [weight], [grad], [history], out)[0]
