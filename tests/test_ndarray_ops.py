@@ -448,3 +448,31 @@ def test_adagrad_and_group_adagrad_updates():
     h64 = np.mean(g.astype(np.float64) ** 2, axis=1, keepdims=True)
     np.testing.assert_allclose(hist, h64, **RTOL)
     np.testing.assert_allclose(w, w64 - 0.1 * g / (np.sqrt(h64) + 1e-5), **RTOL)
+
+
+@pytest.mark.parametrize("mp", [False, True])
+def test_lamb_two_phases(mp):
+    w, g = _data(seed=9)
+    w64, g64 = w.astype(np.float64), g.astype(np.float64)
+    mean, var = np.full_like(w, 0.01), np.full_like(w, 0.02)
+    want, m, v = _lamb_ref(w64, g64, 0.01, 0.02, 3, 0.01, 0.1, upper=2.0)
+    if mp:
+        w16 = w.astype(np.float16)
+        w32 = w16.astype(np.float32)
+        w64 = w32.astype(np.float64)
+        want, m, v = _lamb_ref(w64, g64, 0.01, 0.02, 3, 0.01, 0.1, upper=2.0)
+        r = nd.mp_lamb_update_phase1(w16, g, mean, var, w32, t=3, wd=0.1)
+    else:
+        r = nd.lamb_update_phase1(w, g, mean, var, t=3, wd=0.1)
+    mh, vh = m / (1 - 0.9 ** 3), v / (1 - 0.999 ** 3)
+    np.testing.assert_allclose(mean, m, **RTOL)
+    np.testing.assert_allclose(r, mh / (np.sqrt(vh) + 1e-6) + 0.1 * w64, rtol=1e-5, atol=1e-6)
+    r1, r2 = np.linalg.norm(w64), np.linalg.norm(r.astype(np.float64))
+    if mp:
+        nd.mp_lamb_update_phase2(w16, r, r1, r2, w32, lr=0.01, upper_bound=2.0)
+        np.testing.assert_allclose(w32, want, rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(w16, w32.astype(np.float16))
+    else:
+        nd.lamb_update_phase2(w, r, np.array([r1], np.float32), np.array([r2], np.float32), lr=0.01,
+                              upper_bound=2.0)
+        np.testing.assert_allclose(w, want, rtol=1e-5, atol=1e-6)

@@ -13,19 +13,24 @@ MXNet accepts them; with ``lazy_update`` only their rows are touched.
 
 Each function returns the updated weight (a list for the multi-tensor operators).
 """
+import numpy as np
+
 from ..optimizer.adagrad import AdaGrad as _AdaGrad
 from ..optimizer.adam import Adam as _Adam
 from ..optimizer.ftml import FTML as _FTML
 from ..optimizer.ftrl import Ftrl as _Ftrl
+from ..optimizer.lamb import LAMB as _LAMB
 from ..optimizer.nag import NAG as _NAG
 from ..optimizer.rmsprop import RMSProp as _RMSProp
 from ..optimizer.sgd import SGD as _SGD
 from ..optimizer.signum import Signum as _Signum
 from . import contrib
-from ._ops import clip_value, per_tensor, run, scalar, split_data
+from ..kernels import lamb as _k_lamb
+from ._ops import clip_value, launch, per_tensor, run, scalar, split_data
 from .contrib import multi_lamb_update, multi_lans_update, multi_mp_lamb_update, multi_mp_lans_update
 
-__all__ = ["adagrad_update", "adam_update", "contrib", "ftml_update", "ftrl_update", "mp_nag_mom_update", "mp_sgd_mom_update",
+__all__ = ["adagrad_update", "adam_update", "contrib", "lamb_update_phase1", "lamb_update_phase2",
+           "mp_lamb_update_phase1", "mp_lamb_update_phase2", "ftml_update", "ftrl_update", "mp_nag_mom_update", "mp_sgd_mom_update",
            "mp_sgd_update", "multi_lamb_update", "multi_lans_update", "multi_mp_lamb_update", "multi_mp_lans_update",
            "multi_mp_sgd_mom_update", "multi_mp_sgd_update", "multi_sgd_mom_update",
            "multi_sgd_update", "nag_mom_update", "preloaded_multi_mp_sgd_mom_update",
@@ -300,3 +305,63 @@ def adagrad_update(weight, grad, history, lr, epsilon=1e-7, wd=0.0, rescale_grad
     opt = _AdaGrad(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), epsilon=epsilon,
                    rescale_grad=scalar("rescale_grad", rescale_grad), clip_gradient=clip_value(clip_gradient))
     return run(opt, [weight], [grad], [history], out)[0]
+
+
+# ---------------------------------------------------------------------- LAMB in two phases
+
+def _lamb_phase1(weight, grad, mean, var, weight32, beta1, beta2, epsilon, t, bias_correction, wd, rescale_grad,
+                 clip_gradient, out):
+    t = int(t)
+    if t < 1:
+        raise ValueError("t must be the step number, >= 1, got %r" % t)
+    opt = _LAMB(learning_rate=1.0, wd=scalar("wd", wd), beta1=beta1, beta2=beta2, epsilon=epsilon,
+                bias_correction=bool(bias_correction), rescale_grad=scalar("rescale_grad", rescale_grad),
+                clip_gradient=clip_value(clip_gradient), multi_precision=weight32 is not None)
+    opt._index_update_count[0] = t
+    r = np.empty(weight.shape, dtype=mean.dtype) if out is None else out
+    inner = (mean, var, r)
+    launch(opt, _k_lamb.multi_lamb_direction_cpu, [weight], [grad], [inner if weight32 is None else (weight32, inner)],
+           (opt.beta1, 1.0 - opt.beta1, opt.beta2, 1.0 - opt.beta2, opt.epsilon, opt.rescale_grad, opt._clip_bound()),
+           opt._bias_corrections([0]), n_states=3)
+    return r
+
+
+def lamb_update_phase1(weight, grad, mean, var, beta1=0.9, beta2=0.999, epsilon=1e-6, t=1, bias_correction=True,
+                       wd=0.0, rescale_grad=1.0, clip_gradient=-1.0, out=None):
+    """LAMB, first half: ``mean <- beta1 * mean + (1 - beta1) * g'``;
+    ``var <- beta2 * var + (1 - beta2) * g'^2``; returns (or writes into ``out``)
+    ``r = mean_hat / (sqrt(var_hat) + epsilon) + wd * weight`` with
+    ``mean_hat = mean / (1 - beta1^t)``, ``var_hat = var / (1 - beta2^t)`` when
+    ``bias_correction`` (else the moments themselves).  The weight is not changed."""
+    return _lamb_phase1(weight, grad, mean, var, None, beta1, beta2, epsilon, t, bias_correction, wd, rescale_grad,
+                        clip_gradient, out)
+
+
+def mp_lamb_update_phase1(weight, grad, mean, var, weight32, beta1=0.9, beta2=0.999, epsilon=1e-6, t=1,
+                          bias_correction=True, wd=0.0, rescale_grad=1.0, clip_gradient=-1.0, out=None):
+    """:func:`lamb_update_phase1` with the float32 master ``weight32`` in the decay term."""
+    return _lamb_phase1(weight, grad, mean, var, weight32, beta1, beta2, epsilon, t, bias_correction, wd,
+                        rescale_grad, clip_gradient, out)
+
+
+def _lamb_phase2(weight, g, r1, r2, weight32, lr, lower_bound, upper_bound, out):
+    lower, upper = scalar("lower_bound", lower_bound), scalar("upper_bound", upper_bound)
+    opt = _LAMB(learning_rate=scalar("lr", lr), lower_bound=lower if lower > 0 else None,
+                upper_bound=upper if upper > 0 else None, multi_precision=weight32 is not None)
+    trust = opt._trust(np.array([scalar("r1", r1)]), np.array([scalar("r2", r2)]))
+    state = None if weight32 is None else (weight32, None)
+    return launch(opt, _k_lamb.multi_lamb_apply_cpu, [weight], [g], [state], n_states=0,
+                  lrs=opt._lr_array([0]) * trust, out=out)[0]
+
+
+def lamb_update_phase2(weight, g, r1, r2, lr, lower_bound=-1.0, upper_bound=-1.0, out=None):
+    """LAMB, second half: ``r1`` (the weight's norm) is raised to ``lower_bound`` and
+    lowered to ``upper_bound`` when those are > 0; ``weight <- weight - lr * (r1 / r2 if
+    both are non-zero else 1) * g``, with ``g`` from :func:`lamb_update_phase1` and
+    ``r2 = ||g||``."""
+    return _lamb_phase2(weight, g, r1, r2, None, lr, lower_bound, upper_bound, out)
+
+
+def mp_lamb_update_phase2(weight, g, r1, r2, weight32, lr, lower_bound=-1.0, upper_bound=-1.0, out=None):
+    """:func:`lamb_update_phase2` on the float32 master ``weight32``, then the rounded copy."""
+    return _lamb_phase2(weight, g, r1, r2, weight32, lr, lower_bound, upper_bound, out)

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..optimizer.optimizer import Optimizer
 
-__all__ = ["clip_value", "per_tensor", "run", "scalar", "split_data"]
+__all__ = ["clip_value", "launch", "per_tensor", "run", "scalar", "split_data"]
 
 
 def scalar(name, value):
@@ -72,3 +72,14 @@ def clip_value(value):
     """MXNet's operators take -1 for "no clipping"; the optimizers take None."""
     value = scalar("clip_gradient", value)
     return None if not value > 0 or math.isinf(value) else value
+
+
+def launch(opt, kernel, weights, grads, states, scalars=(), coefs=None, n_states=None, lrs=None, out=None):
+    """One launch of ``kernel`` through ``opt`` on tensors 0..n-1 (for operators that stop
+    or start half-way through a rule); returns the updated arrays."""
+    outs = out if isinstance(out, (list, tuple)) else [out] * len(weights)
+    targets = [_target(w, o, k) for k, (w, o) in enumerate(zip(weights, outs))]
+    indices = list(range(len(targets)))
+    opt._launch(kernel, indices, targets, list(grads), list(states),
+                opt._lr_array(indices) if lrs is None else lrs, opt._wd_array(indices), scalars, coefs, n_states)
+    return targets
