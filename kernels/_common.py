@@ -329,3 +329,10 @@ def rescaled(g, rescale, clip_bound):
 def coupled_grad(w, g, wd, rescale, clip_bound):
     """``clip(rescale * g) + wd * w``: MXNet 2.x's preprocessing for most rules."""
     return clip(g * rescale, clip_bound) + wd * w
+
+
+@scalar_rule
+def decayed_then_clipped(w, g, wd, rescale, clip_bound):
+    """``clip(rescale * g + wd * w)``: MXNet 1.x's preprocessing for Adam, RMSProp, FTML,
+    Adamax and Nadam (weight decay enters before the clip)."""
+    return clip(g * rescale + wd * w, clip_bound)

@@ -75,3 +75,37 @@ def multi_group_adagrad_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, 
             for i in range(cols):
                 new_w = group_adagrad_step(load(w32, i), load(g, i), new_h, lr, eps, rescale, clip)
                 store_weight(w, w32, i, new_w, master_fmt)
+
+
+# --------------------------------------------------------------------------- MXNet 1.x rule
+# The same, with eps inside the root: w[r, c] <- w[r, c] - lr * g'[r, c] / sqrt(h[r] + eps).
+
+@scalar_rule
+def group_adagrad_v1_step(w, g, h, lr, eps, rescale, clip):
+    gc = rescaled(g, rescale, clip)
+    return w - lr * (gc / math.sqrt(h + eps))
+
+
+@cpu_kernel
+def multi_group_adagrad_v1_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt,
+                                      state_fmt, eps, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        cols = np.int64(coefs[t, 0]) * COLS_SPLIT + np.int64(coefs[t, 1])
+        cols_f = coefs[t, 2]
+        lr = lrs[t]
+        first = (start + cols - 1) // cols
+        stop = (start + n + cols - 1) // cols
+        for r in range(first, stop):
+            g = view(ptrs, t, 1, r * cols, cols, g_fmt)
+            h = view(ptrs, t, 3, r, 1, state_fmt)
+            sum_sq = 0.0                                   # float64 accumulator
+            for i in range(cols):
+                sum_sq += group_adagrad_square(load(g, i), rescale, clip)
+            store(h, 0, group_adagrad_history(load(h, 0), sum_sq, cols_f))
+            new_h = load(h, 0)
+            w = view(ptrs, t, 0, r * cols, cols, w_fmt)
+            w32 = master_view(ptrs, t, r * cols, cols, w_fmt, master_fmt)
+            for i in range(cols):
+                new_w = group_adagrad_v1_step(load(w32, i), load(g, i), new_h, lr, eps, rescale, clip)
+                store_weight(w, w32, i, new_w, master_fmt)

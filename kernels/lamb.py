@@ -94,3 +94,40 @@ def multi_lamb_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
             wi = load(w32, i)
             r = lamb_direction(wi, load(m, i), load(v, i), wd, c1, c2, epsilon)
             store_weight(w, w32, i, lamb_step(wi, r, lr), master_fmt)
+
+
+# --------------------------------------------------------------------------- the two-phase operators
+# ``lamb_update_phase1`` hands the direction ``r`` back to the caller and
+# ``lamb_update_phase2`` applies a given direction: the same rules, split at ``r``.
+# Phase 1 table columns: 3 mean, 4 var, 5 the output ``r``.  Phase 2: column 1 holds ``r``.
+
+@cpu_kernel
+def multi_lamb_direction_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                             beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        v = view(ptrs, t, 4, start, n, state_fmt)
+        r = view(ptrs, t, 5, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        wd, c1, c2 = wds[t], coefs[t, 0], coefs[t, 1]
+        for i in range(n):
+            new_m, new_v = lamb_moments(load(g, i), load(m, i), load(v, i), beta1, one_minus_beta1,
+                                        beta2, one_minus_beta2, rescale, clip)
+            store(m, i, new_m)
+            store(v, i, new_v)
+            store(r, i, lamb_direction(load(w32, i), load(m, i), load(v, i), wd, c1, c2, epsilon))
+
+
+@cpu_kernel
+def multi_lamb_apply_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt):
+    """``w <- w - lrs[t] * r`` with ``r`` in the gradient column (``lrs`` hold the trust)."""
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        r = view(ptrs, t, 1, start, n, g_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        lr = lrs[t]
+        for i in range(n):
+            store_weight(w, w32, i, lamb_step(load(w32, i), load(r, i), lr), master_fmt)

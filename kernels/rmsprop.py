@@ -15,8 +15,8 @@ import math
 
 from numba import prange
 
-from ._common import (clip as clip_to, coupled_grad, cpu_kernel, load, master_view, scalar_rule, store,
-                      store_weight, view)
+from ._common import (clip as clip_to, coupled_grad, cpu_kernel, decayed_then_clipped, load, master_view,
+                      scalar_rule, store, store_weight, view)
 
 
 # --------------------------------------------------------------------------- scalar rules
@@ -79,5 +79,74 @@ def multi_rmsprop_centered_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fm
                 one_minus_rho, momentum, eps, clip_weights, rescale, clip)
             store(a, i, new_a)
             store(v, i, new_v)
+            store(m, i, new_m)
+            store_weight(w, w32, i, new_w, master_fmt)
+
+
+# --------------------------------------------------------------------------- MXNet 1.x rules
+#     g' = clip(rescale * g + wd * w)                  (weight decay before the clip)
+#     plain:     n <- (1 - rho) * g'^2 + rho * n
+#                w <- w - lr * g' / sqrt(n + eps)      (eps inside the root)
+#     centered:  n <- (1 - rho) * g'^2 + rho * n;  a <- (1 - rho) * g' + rho * a
+#                d <- momentum * d - lr * g' / sqrt(n - a^2 + eps);  w <- w + d
+#     then clip_weights as above.  1.x state order: plain (n,); centered (n, a, d).
+
+@scalar_rule
+def rmsprop_v1_step(w, g, n, lr, wd, rho, one_minus_rho, eps, clip_weights, rescale, clip):
+    gw = decayed_then_clipped(w, g, wd, rescale, clip)
+    n = one_minus_rho * (gw * gw) + rho * n
+    w = w - lr * (gw / math.sqrt(n + eps))
+    return clip_to(w, clip_weights), n
+
+
+@scalar_rule
+def rmsprop_v1_centered_step(w, g, n, a, d, lr, wd, rho, one_minus_rho, momentum, eps, clip_weights,
+                             rescale, clip):
+    gw = decayed_then_clipped(w, g, wd, rescale, clip)
+    n = one_minus_rho * (gw * gw) + rho * n
+    a = one_minus_rho * gw + rho * a
+    d = momentum * d - lr * (gw / math.sqrt(n - a * a + eps))
+    return clip_to(w + d, clip_weights), n, a, d
+
+
+# Table columns: 0 weight, 1 gradient, 2 fp32 master (multi-precision only), then
+# plain: 3 n;  centered: 3 n (mean square), 4 a (mean), 5 d (delta).
+
+@cpu_kernel
+def multi_rmsprop_v1_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                                rho, one_minus_rho, eps, clip_weights, rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        v = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        lr, wd = lrs[t], wds[t]
+        for i in range(n):
+            new_w, new_v = rmsprop_v1_step(load(w32, i), load(g, i), load(v, i), lr, wd, rho,
+                                           one_minus_rho, eps, clip_weights, rescale, clip)
+            store(v, i, new_v)
+            store_weight(w, w32, i, new_w, master_fmt)
+
+
+@cpu_kernel
+def multi_rmsprop_v1_centered_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt,
+                                         state_fmt, rho, one_minus_rho, momentum, eps, clip_weights,
+                                         rescale, clip):
+    for b in prange(blocks.shape[0]):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        v = view(ptrs, t, 3, start, n, state_fmt)
+        a = view(ptrs, t, 4, start, n, state_fmt)
+        m = view(ptrs, t, 5, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        lr, wd = lrs[t], wds[t]
+        for i in range(n):
+            new_w, new_v, new_a, new_m = rmsprop_v1_centered_step(
+                load(w32, i), load(g, i), load(v, i), load(a, i), load(m, i), lr, wd, rho,
+                one_minus_rho, momentum, eps, clip_weights, rescale, clip)
+            store(v, i, new_v)
+            store(a, i, new_a)
             store(m, i, new_m)
             store_weight(w, w32, i, new_w, master_fmt)

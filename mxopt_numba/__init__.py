@@ -19,6 +19,9 @@ _LAZY = {
     "Trainer": ("trainer", "Trainer"),
     "Parameter": ("parameter", "Parameter"),
     "distributed": ("distributed", None),
+    "ndarray": ("ndarray", None),
+    "nd": ("ndarray", None),
+    "v1": ("v1", None),
 }
 
 __all__ = ["lr_scheduler", "optimizer", "random", "sparse"] + sorted(_LAZY)

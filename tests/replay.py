@@ -36,18 +36,20 @@ def _inf(x):
     return isinstance(x, float) and math.isinf(x)
 
 
-def build_optimizer(case):
+def build_optimizer(case, mod=mxo):
+    """The case's optimizer from ``mod`` (``mxopt_numba``, or ``mxopt_numba.v1`` for the
+    MXNet 1.9.1 traces)."""
     kwargs = dict(case["kwargs"])
     sched = kwargs.pop("lr_scheduler", None)
     if sched is not None:
-        kwargs["lr_scheduler"] = getattr(mxo.lr_scheduler, sched["class"])(**sched["kwargs"])
+        kwargs["lr_scheduler"] = getattr(mod.lr_scheduler, sched["class"])(**sched["kwargs"])
     if _inf(kwargs.get("aggregate_num")):
         kwargs["aggregate_num"] = np.inf
     if case.get("param_idx2name"):
         kwargs["param_idx2name"] = {int(k): v for k, v in case["param_idx2name"]}
     if case.get("param_dict"):
         kwargs["param_dict"] = {int(k): types.SimpleNamespace(**v) for k, v in case["param_dict"]}
-    opt = mxo.optimizer.create(case["name"], multi_precision=case["multi_precision"], **kwargs)
+    opt = mod.optimizer.create(case["name"], multi_precision=case["multi_precision"], **kwargs)
     if case.get("lr_mult"):
         opt.set_lr_mult(dict((k, v) for k, v in case["lr_mult"]))
     if case.get("wd_mult"):
@@ -69,13 +71,13 @@ def grads_at(arrays, case, t):
     return out
 
 
-def run_case(case, arrays, legacy_scalar=False):
+def run_case(case, arrays, legacy_scalar=False, mod=mxo):
     """Yield (t, weights after step t, num_update)."""
     n = len(case["shapes"])
-    opt = build_optimizer(case)
+    opt = build_optimizer(case, mod)
     weights = [np.array(arrays["w0_%d" % i]) for i in range(n)]
     api = case["api"]
-    updater = mxo.optimizer.get_updater(opt) if api.startswith("updater") else None
+    updater = mod.optimizer.get_updater(opt) if api.startswith("updater") else None
     states = {}
     for t in range(1, case["steps"] + 1):
         grads = grads_at(arrays, case, t)

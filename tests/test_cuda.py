@@ -172,6 +172,9 @@ def _kernel_case(module, name, layout, seed=0):
         if name == "multi_rmsprop_centered_update_cpu":     # keep var - mean**2 > 0
             leaves[0] *= 0.1
             leaves[1] += 0.5
+        if name == "multi_rmsprop_v1_centered_update_cpu":  # 1.x order: var, mean, delta
+            leaves[1] *= 0.1
+            leaves[0] += 0.5
         states.append([x.astype(s_dtype) for x in leaves])
     lrs = np.array([0.05, 0.1, 0.02][:n], dtype=ct)
     wds = np.array([0.01, 0.0, 0.03][:n], dtype=ct)

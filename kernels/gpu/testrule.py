@@ -1,8 +1,8 @@
 """CUDA twins of ``kernels/testrule.py`` (the Test optimizer): same scalar rules, same table columns."""
 from numba import cuda
 
-from ..testrule import testrule_step
-from ._common import gpu_kernel, load, master_view, store_weight, view
+from ..testrule import (testrule_step, testrule_v1_step)
+from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
 @gpu_kernel
@@ -16,4 +16,21 @@ def multi_testrule_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, maste
         lr, wd = lrs[t], wds[t]
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
             new_w = testrule_step(load(w32, i), load(g, i), lr, wd, rescale)
+            store_weight(w, w32, i, new_w, master_fmt)
+
+
+# MXNet 1.x rules (mxopt_numba.v1)
+
+@gpu_kernel
+def multi_testrule_v1_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                                  rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        s = view(ptrs, t, 3, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w = testrule_v1_step(load(w32, i), load(g, i), rescale)
+            store(s, i, new_w)
             store_weight(w, w32, i, new_w, master_fmt)

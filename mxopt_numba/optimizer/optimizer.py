@@ -8,6 +8,7 @@ import collections
 import math
 import numbers
 import warnings
+import weakref
 
 import numpy as np
 
@@ -411,12 +412,22 @@ class Optimizer:
 
     # ------------------------------------------------------------------ update entry points
     def update(self, indices, weights, grads, states):
-        """Update weights in place: lists (MXNet 2.x) or one index (MXNet 1.x)."""
+        """Update weights in place: lists (MXNet 2.x) or one index (MXNet 1.x).
+
+        A subclass's own ``step``/``fused_step`` is called as in MXNet 2.0: with the
+        arrays as given, and it counts the update itself (``self._update_count``)."""
         indices, weights, grads, states = _as_lists(indices, weights, grads, states)
+        user_step = _user_step(self)
+        if user_step is not None:
+            return user_step(indices, weights, grads, states)
         self._run_update(self._plans, indices, weights, grads, states)
 
     def update_multi_precision(self, indices, weights, grads, states):
-        """Same as :meth:`update`: every path here understands multi-precision states."""
+        """Same as :meth:`update`: every path here understands multi-precision states.
+        A subclass's own ``update`` or ``step`` gets the float32 master copies instead
+        of 16-bit weights (the weights are rounded from them afterwards), as in MXNet."""
+        if _user_update_kind(type(self)) is not None:
+            return _unwrapped_update(self, indices, weights, grads, states)
         self.update(indices, weights, grads, states)
 
     def step(self, indices, weights, grads, states):
@@ -695,3 +706,97 @@ def register(klass):
 def create(name, **kwargs):
     """Create an optimizer by registered name (case-insensitive), e.g. ``create('adam')``."""
     return _registry.create(name, **kwargs)
+
+
+# ---------------------------------------------------------------------- user subclasses
+# MXNet's documented ways to extend the base class: override ``update`` (1.x, scalar
+# arguments) or ``step``/``fused_step`` (2.x, lists; the subclass counts the update
+# itself).  Only the library's own rules count inside ``Optimizer.update``.
+
+def _defined_by_user(cls, name):
+    """True when the ``name`` that ``cls`` resolves to is defined outside this package."""
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            module = klass.__module__ or ""
+            return not (module == "mxopt_numba" or module.startswith("mxopt_numba."))
+    return False
+
+
+_USER_KIND = weakref.WeakKeyDictionary()
+
+
+def _user_update_kind(cls):
+    """``"update"`` when ``cls`` has its own ``update``, ``"step"`` when it has its own
+    ``step`` or ``fused_step``, else None (a library rule)."""
+    try:
+        return _USER_KIND[cls]
+    except KeyError:
+        pass
+    if _defined_by_user(cls, "update"):
+        kind = "update"
+    elif (_defined_by_user(cls, "step") or _defined_by_user(cls, "fused_step")
+          or getattr(cls, "counts_in_step", None)):
+        kind = "step"
+    else:
+        kind = None
+    _USER_KIND[cls] = kind
+    return kind
+
+
+def _user_step(opt):
+    """The subclass's ``step`` or ``fused_step`` that this update runs, when it counts
+    the update itself; None when the library's path (which counts here) runs.
+
+    ``counts_in_step`` (class attribute) overrides the guess: True for a step that calls
+    ``_update_count``, False for a library-style step that expects the base to count."""
+    cls = type(opt)
+    name = "fused_step" if opt.use_fused_step else "step"
+    flag = getattr(cls, "counts_in_step", None)
+    if flag is None:
+        flag = _defined_by_user(cls, name)
+    return getattr(opt, name) if flag else None
+
+
+def _takes_lists(method):
+    """Whether a subclass's ``update`` is written for lists (2.x names ``indices,
+    weights, ...``) rather than for one tensor (1.x names ``index, weight, ...``)."""
+    import inspect
+    try:
+        params = [p for p in inspect.signature(method).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return True
+    return not params or params[0].name in ("indices", "idxs") or params[0].name.endswith("s")
+
+
+def _unwrapped_update(opt, indices, weights, grads, states):
+    """MXNet's generic multi-precision wrapper for user subclasses: a 16-bit weight with
+    a master copy is updated through its float32 master (with a float32 gradient and the
+    inner state), then rounded back into the weight."""
+    indices, weights, grads, states = _as_lists(indices, weights, grads, states)
+    work_w, work_g, work_s, rounded = [], [], [], []
+    for weight, grad, state in zip(weights, grads, states):
+        if opt.uses_master(weight):
+            if not (isinstance(state, (tuple, list)) and len(state) == 2):
+                raise ValueError("a %s weight with multi_precision needs the state (weight32, "
+                                 "inner_state) from create_state_multi_precision" % weight.dtype)
+            master, inner = state
+            if isinstance(grad, RowSparseArray):
+                grad32 = RowSparseArray(grad.data.astype(np.float32), grad.indices, grad.shape)
+            else:
+                grad32 = grad.astype(np.float32)
+            work_w.append(master)
+            work_g.append(grad32)
+            work_s.append(inner)
+            rounded.append((weight, master))
+        else:
+            work_w.append(weight)
+            work_g.append(grad)
+            work_s.append(state)
+    if _user_update_kind(type(opt)) == "update" and not _takes_lists(opt.update):
+        for item in zip(indices, work_w, work_g, work_s):
+            opt.update(*item)
+    else:
+        opt.update(indices, work_w, work_g, work_s)
+    for weight, master in rounded:
+        weight[...] = master.astype(weight.dtype)

@@ -11,7 +11,7 @@ import numpy as np
 from .. import _device, _state_io
 from .._state_tree import state_leaves
 from . import _plan
-from .optimizer import Optimizer, _registry
+from .optimizer import Optimizer, _registry, _user_update_kind
 
 __all__ = ["Updater", "get_updater"]
 
@@ -88,6 +88,9 @@ class Updater:
     call.
     """
 
+    #: where a saved optimizer's class is looked up by name (mxopt_numba.v1 has its own)
+    optimizer_registry = _registry
+
     def __init__(self, optimizer):
         if not isinstance(optimizer, Optimizer):
             raise TypeError("Updater needs an Optimizer, got %s" % type(optimizer).__name__)
@@ -132,7 +135,8 @@ class Updater:
         # the chunk keeps its own plan unless the update entry points were replaced
         direct = (type(opt).update is Optimizer.update
                   and type(opt).update_multi_precision is Optimizer.update_multi_precision
-                  and "update" not in opt.__dict__ and "update_multi_precision" not in opt.__dict__)
+                  and "update" not in opt.__dict__ and "update_multi_precision" not in opt.__dict__
+                  and _user_update_kind(type(opt)) is None)
         for chunk in entry.chunks:
             if chunk.positions is None:
                 ws, gs = weights, grads
@@ -206,7 +210,7 @@ class Updater:
                     raise _state_io.StateFormatError("state of index %r holds a %s" % (index, type(leaf).__name__))
         optimizer = self.optimizer
         if "optimizer" in payload:
-            optimizer = optimizer_from_config(payload["optimizer"])
+            optimizer = optimizer_from_config(payload["optimizer"], self.optimizer_registry)
             optimizer.param_dict = self.optimizer.param_dict
         self.optimizer = optimizer
         self.states = new_states
@@ -229,9 +233,9 @@ def optimizer_config(opt):
     return {"class": type(opt).__name__, "attrs": attrs, "counts": counts}
 
 
-def optimizer_from_config(config):
+def optimizer_from_config(config, registry=_registry):
     try:
-        cls = _registry.get(config["class"])
+        cls = registry.get(config["class"])
         attrs, counts = config["attrs"], config["counts"]
     except (KeyError, TypeError, ValueError) as exc:
         raise _state_io.StateFormatError("saved optimizer settings are unusable: %s" % exc) from None
