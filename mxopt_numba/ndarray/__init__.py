@@ -43,7 +43,14 @@ __all__ = ["adagrad_update", "adam_update", "contrib", "lamb_update_phase1", "la
 # The optimizer classes skip the momentum kernels when momentum is 0 (their state is then
 # None); the operators always get a momentum array and must update it.
 
+def _momentum_state(self, index, weight):
+    """The momentum operators always take a momentum array, whatever the momentum."""
+    return np.zeros(weight.shape, dtype=weight.dtype)
+
+
 class _SGDMomentum(_SGD):
+    create_state = _momentum_state
+
     def fused_step(self, indices, weights, grads, states):
         from ..kernels import sgd as k
         self._launch(k.multi_sgd_mom_update_cpu, indices, weights, grads, states,
@@ -52,6 +59,8 @@ class _SGDMomentum(_SGD):
 
 
 class _NAGMomentum(_NAG):
+    create_state = _momentum_state
+
     def fused_step(self, indices, weights, grads, states):
         from ..kernels import nag as k
         self._launch(k.multi_nag_mom_update_cpu, indices, weights, grads, states,
@@ -60,6 +69,8 @@ class _NAGMomentum(_NAG):
 
 
 class _SignumMomentum(_Signum):
+    create_state = _momentum_state
+
     def fused_step(self, indices, weights, grads, states):
         from ..kernels import signum as k
         lrs, wds = self._lr_array(indices), self._wd_array(indices)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import _device
 from ..kernels import _launch as launch
+from ..sparse import check_row_indices
 
 __all__ = ["LaunchConfig", "config", "CudaBackend", "CUDA", "twin_of"]
 
@@ -148,9 +149,11 @@ class CudaBackend:
     format = staticmethod(_format)
 
     @staticmethod
-    def host_rows(indices):
+    def host_rows(indices, n_rows):
+        """Row indices on the host, checked (device-resident ones are copied once per call:
+        they become addresses in the table, so their values are checked here)."""
         if _device.is_device_array(indices):
-            return _device.to_host(indices)
+            return check_row_indices(_device.to_host(indices), n_rows)
         return indices
 
     @staticmethod
@@ -165,7 +168,7 @@ class CudaBackend:
         row_len = out.size // n_rows if n_rows else 0
         if out.size:
             bits = np.dtype("u%d" % dtype.itemsize)
-            rows = cuda.to_device(np.ascontiguousarray(CudaBackend.host_rows(grad.indices), dtype=np.int64))
+            rows = cuda.to_device(np.ascontiguousarray(CudaBackend.host_rows(grad.indices, n_rows), dtype=np.int64))
             flat_out = out.reshape(out.size).view(bits)
             flat_data = data.reshape(data.size).view(bits) if data.size else cuda.device_array(1, bits)
             threads = config.threads_per_block

@@ -19,11 +19,12 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["PlanHeaders", "OK", "STALE", "SLOW", "first_overlap", "usable"]
+__all__ = ["PlanHeaders", "OK", "STALE", "SLOW", "first_overlap", "usable", "item_ids", "holds"]
 
 OK, STALE, SLOW = 0, 1, 2
 
 _DATA, _NDIM, _DIMS, _DESCR, _FLAGS = 16, 24, 32, 56, 64
+_LIST_SIZE, _LIST_ITEMS = 16, 24          # PyListObject: ob_size, ob_item
 _C_CONTIGUOUS, _WRITEABLE = 0x1, 0x400
 
 _usable = None
@@ -64,7 +65,12 @@ def _verify():
             flags = i32(base + _FLAGS)
             if bool(flags & _C_CONTIGUOUS) != a.flags.c_contiguous or bool(flags & _WRITEABLE) != a.flags.writeable:
                 return False
-        return True
+        items = list(probes)
+        items.append(ro)                     # over-allocated list: ob_size, not the capacity
+        if i64(id(items) + _LIST_SIZE) != len(items):
+            return False
+        table = i64(id(items) + _LIST_ITEMS)
+        return all(i64(table + 8 * k) == id(a) for k, a in enumerate(items))
     except Exception:          # pragma: no cover - exotic interpreters
         return False
 
@@ -89,6 +95,49 @@ def _peek32(typingctx, address):
         ptr = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
         return builder.sext(builder.load(ptr), ir.IntType(64))
     return types.int64(address), codegen
+
+
+@njit(cache=True)
+def same_items(list_address, ids):
+    """True when the list at ``list_address`` holds exactly the objects ``ids`` (which the
+    caller keeps alive, so an id names one object)."""
+    if _peek64(list_address + _LIST_SIZE) != ids.size:
+        return False
+    items = _peek64(list_address + _LIST_ITEMS)
+    for k in range(ids.size):
+        if _peek64(items + 8 * k) != ids[k]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _list_ids(list_address, n, out):
+    """The object addresses held by the list at ``list_address`` (``n`` of them)."""
+    if _peek64(list_address + _LIST_SIZE) != n:
+        return False
+    items = _peek64(list_address + _LIST_ITEMS)
+    for k in range(n):
+        out[k] = _peek64(items + 8 * k)
+    return True
+
+
+def item_ids(seq, out=None):
+    """``id`` of every item of ``seq`` as an int64 array (read straight from a list)."""
+    n = len(seq)
+    if usable() and isinstance(seq, list):
+        if out is None or out.size != n:
+            out = np.empty(n, dtype=np.int64)
+        if _list_ids(id(seq), n, out):
+            return out
+    return np.fromiter(map(id, seq), dtype=np.int64, count=n)
+
+
+def holds(seq, ids):
+    """True when ``seq`` holds exactly the objects whose ids are ``ids`` (kept alive by
+    the caller)."""
+    if usable() and isinstance(seq, list):
+        return bool(same_items(id(seq), ids))
+    return len(seq) == ids.size and bool(np.array_equal(np.fromiter(map(id, seq), np.int64, len(seq)), ids))
 
 
 @njit(cache=True)
@@ -197,14 +246,15 @@ class PlanHeaders:
         self.g_descr = np.array([id(d) for d in g_dtypes], dtype=np.int64)
         self.g_itemsize = np.array([d.itemsize for d in g_dtypes], dtype=np.int64)
         self.g_addr = np.zeros(n, dtype=np.int64)
-        self.nbytes = 8 * (6 * len(written) + 4 * n)
+        self.g_ids = np.zeros(n, dtype=np.int64)
+        self.nbytes = 8 * (6 * len(written) + 5 * n)
 
     def refresh(self, grads):
         """OK after rewriting the gradient column of every group, STALE when a weight or
         state changed under the plan, SLOW when the Python checks must decide."""
         if not self.enabled:
             return SLOW
-        g_ids = np.fromiter(map(id, grads), dtype=np.int64, count=len(grads))
+        g_ids = item_ids(grads, self.g_ids)
         status = _check(id(np.ndarray), self.w_ids, self.w_addr, self.w_descr, self.w_size, g_ids, self.g_owner,
                         self.g_descr, self.g_itemsize, self.starts, self.ends, self.g_addr)
         if status == OK:

@@ -20,13 +20,12 @@ Arrays reach the layer through a backend — :class:`HostBackend` here for NumPy
 differ by device (array test, dtype, address, contiguity, storage formats, table upload,
 densify, run).  Validation, grouping, caching and the launch sequence exist once.
 
-A plan holds no strong reference to a gradient, and a :class:`PlanCache` is bounded in
+A plan holds no reference to a gradient (it keeps the weights and states it addresses), and a :class:`PlanCache` is bounded in
 bytes.  Rules receive the plan explicitly: the ``indices`` and ``weights`` lists passed to
 ``fused_step`` are :class:`PlanList` objects whose ``plan`` attribute is the plan.
 """
 import collections
 import operator
-import weakref
 
 import numpy as np
 
@@ -109,8 +108,8 @@ class HostBackend:
         return grad.todense()
 
     @staticmethod
-    def host_rows(indices):
-        return indices
+    def host_rows(indices, n_rows):
+        return indices          # checked by RowSparseArray.validate
 
     @staticmethod
     def upload(group, ptrs, sizes):
@@ -169,7 +168,7 @@ class Plan:
     (``sources`` then holds the validated whole tensors, for rules that need them).
     """
 
-    __slots__ = ("backend", "key", "indices", "weights", "weight_refs", "states", "rule_states", "slots",
+    __slots__ = ("backend", "key", "indices", "weights", "weight_objs", "weight_ids", "states", "rule_states", "slots",
                  "groups", "rows", "sources", "counts", "grads", "mutable_states", "headers", "grad_addr", "nbytes",
                  "__weakref__")
 
@@ -298,25 +297,30 @@ def _expected_signature(be, opt, index, weight, cache):
     return sig
 
 
-def validate(be, opt, indices, weights, grads, states, rows_ok=False):
+def validate(be, opt, indices, weights, grads, states, rows_ok=False, structure=True):
     """Check every tensor of a call; per tensor ``(weight, grad, master, leaves, sig, proxy)``
-    with arrays as the backend normalises them.  Raises before anything is written."""
+    with arrays as the backend normalises them.  Raises before anything is written.
+
+    ``structure=False`` (a kernel launched directly, with states of the kernel's own
+    layout): the states are not compared with what ``create_state`` builds; every array
+    is still checked, and the launch refuses a table with fewer columns than the kernel
+    reads."""
     out = []
     sig_cache = {}
     for k, (index, weight, grad, state) in enumerate(zip(indices, weights, grads, states)):
         wname = "weights[%d]" % k
         w = _check_weight(be, wname, weight)
         g = check_grad(be, opt, k, w, grad, rows_ok)
-        expected, proxy = _expected_signature(be, opt, index, w, sig_cache)
+        expected, proxy = _expected_signature(be, opt, index, w, sig_cache) if structure else (None, None)
         got = signature(state, be.dtype)
-        if got != expected:
+        if structure and got != expected:
             raise ValueError(
                 "states[%d] (index %r) does not fit %s with a %s weight%s: expected a state shaped %s "
                 "(what create_state_multi_precision builds now), got %s; were the states made by another "
                 "optimizer, another precision or other hyperparameters?"
                 % (k, index, type(opt).__name__, np.dtype(be.dtype(w)).name,
                    " and multi_precision" if opt.uses_master(w) else "", describe(expected), describe(got)))
-        if opt.uses_master(w):
+        if opt.uses_master(w) and isinstance(state, (tuple, list)) and len(state) == 2:
             master = _check_state_array(be, "states[%d] master copy" % k, state[0], w.size, wname)
             inner = state[1]
         else:
@@ -409,7 +413,8 @@ def _start(be, opt, key, indices, weights, states, checked, rows):
     plan.backend, plan.key, plan.rows = be, key, rows
     plan.indices = PlanList(indices, plan)
     plan.weights = PlanList([c[0] for c in checked], plan)
-    plan.weight_refs = [weakref.ref(w) for w in weights]
+    plan.weight_objs = list(weights)
+    plan.weight_ids = _headers.item_ids(plan.weight_objs).copy()
     plan.states = list(states)
     plan.rule_states = plan.states if be is HOST else [map_state(s, be.normalised) for s in states]
     plan.mutable_states = [(k, state_leaves(s)) for k, s in enumerate(states) if _has_list(s)]
@@ -427,14 +432,14 @@ def _by_layout(be, checked):
     return by_layout
 
 
-def build_plan(be, opt, key, indices, weights, grads, states):
-    """A dense plan: every tensor of the call, whole."""
-    check_unique(key)
-    checked = validate(be, opt, indices, weights, grads, states)
+def build_plan(be, opt, key, indices, weights, grads, states, structure=True):
+    """A dense plan: every tensor of the call, whole (``structure``: see :func:`validate`)."""
+    check_unique(tuple(indices))
+    checked = validate(be, opt, indices, weights, grads, states, structure=structure)
     plan = _start(be, opt, key, indices, weights, states, checked, rows=False)
     plan.grads = PlanList([c[1] for c in checked], plan)
     plan.counts = opt._index_update_count
-    plan.slots = plan.counts.slots(key, opt.begin_num_update)
+    plan.slots = plan.counts.slots(tuple(indices), opt.begin_num_update)
     by_layout = _by_layout(be, checked)
     nbytes = 0
     for layout, members in by_layout.items():
@@ -468,7 +473,7 @@ def build_row_plan(be, opt, indices, weights, grads, states):
             weight, grad, master, leaves, _, _ = checked[k]
             n_rows = weight.shape[0]
             row_len = weight.size // n_rows if n_rows else 0
-            rows = np.ascontiguousarray(be.host_rows(grad.indices), dtype=np.int64)
+            rows = np.ascontiguousarray(be.host_rows(grad.indices, n_rows), dtype=np.int64)
             data = be.normalised(grad.data)
             cols = [be.address(weight) + rows * (row_len * weight.dtype.itemsize),
                     be.address(data) + np.arange(rows.size, dtype=np.int64) * (row_len * data.dtype.itemsize)]
@@ -489,10 +494,6 @@ def build_row_plan(be, opt, indices, weights, grads, states):
 
 # --------------------------------------------------------------------------- reuse
 
-def _same(objs, refs):
-    return len(objs) == len(refs) and all(map(operator.is_, objs, map(weakref.ref.__call__, refs)))
-
-
 def reuse(plan, opt, weights, grads, states, verified=False):
     """``plan`` made valid for this call's arrays, or None when it must be rebuilt.
 
@@ -501,7 +502,7 @@ def reuse(plan, opt, weights, grads, states, verified=False):
     gradient column rewritten for this call's gradients.  Raises for a gradient that is
     invalid whatever the plan.  ``verified``: the caller (an Updater chunk) has already
     checked that the weights and states are the plan's objects."""
-    if not verified and not (_same(weights, plan.weight_refs) and len(states) == len(plan.states)
+    if not verified and not (_headers.holds(weights, plan.weight_ids) and len(states) == len(plan.states)
                              and all(map(operator.is_, states, plan.states))):
         return None
     for k, leaves in plan.mutable_states:
@@ -509,7 +510,7 @@ def reuse(plan, opt, weights, grads, states, verified=False):
             return None
     be = plan.backend
     for group in plan.groups:
-        if opt.state_signature(*group.proxy) != group.signature:
+        if group.proxy is not None and opt.state_signature(*group.proxy) != group.signature:
             return None          # a hyperparameter that shapes the state changed: validate anew
     if plan.headers is not None:
         status = plan.headers.refresh(grads)

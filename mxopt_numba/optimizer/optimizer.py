@@ -116,21 +116,6 @@ class _IndexCounts(collections.abc.MutableMapping):
         return repr(dict(self))
 
 
-class _Group:
-    """Tensors of one storage layout inside a launch plan."""
-
-    __slots__ = ("positions", "ptrs", "blocks", "n_elements", "w_fmt", "g_fmt", "master_fmt",
-                 "state_fmt", "compute", "keep")
-
-
-class _Plan:
-    """Validated tensors of one update call, with their address tables (reused while the
-    caller passes the very same array objects)."""
-
-    __slots__ = ("key", "indices", "weights", "grad_refs", "grads_direct", "grad_dtypes", "states", "slots",
-                 "groups", "grad_keep")
-
-
 class Optimizer:
     """Base class of every optimizer (MXNet 2.x signature and semantics).
 
@@ -484,18 +469,18 @@ class Optimizer:
         finally:
             plan.release()    # keep none of the caller's gradients between calls
 
-    def _dense_plan(self, backend, cache, indices, weights, grads, states, verified=False):
-        key = tuple(indices)
+    def _dense_plan(self, backend, cache, indices, weights, grads, states, verified=False, structure=True):
+        key = tuple(indices) if structure else ("launch",) + tuple(indices)
         plan = cache.get(key)
         if plan is not None and plan.backend is backend:
             plan = _plan.reuse(plan, self, weights, grads, states, verified)
             if plan is not None:
                 if plan.counts is not self._index_update_count:      # another device's counts
                     plan.counts = self._index_update_count
-                    plan.slots = plan.counts.slots(key, self.begin_num_update)
+                    plan.slots = plan.counts.slots(tuple(indices), self.begin_num_update)
                 return plan
-        _check_indices(key)
-        plan = _plan.build_plan(backend, self, key, indices, weights, grads, states)
+        _check_indices(tuple(indices))
+        plan = _plan.build_plan(backend, self, key, indices, weights, grads, states, structure)
         cache.put(key, plan)
         return plan
 
@@ -580,9 +565,9 @@ class Optimizer:
         plan = _plan.plan_of(weights) or _plan.plan_of(indices)
         if plan is None:
             indices = list(indices)
-            _check_indices(tuple(indices))
+            # a kernel launched directly: its states have the kernel's layout, not the rule's
             plan = self._dense_plan(_backend_of(weights, grads, states), self._plans, indices, list(weights),
-                                    list(grads), list(states))
+                                    list(grads), list(states), structure=False)
         return plan
 
     # ------------------------------------------------------------------ NumPy helpers for step()

@@ -4,13 +4,12 @@ import collections
 import math
 import numbers
 import operator
-import weakref
 
 import numpy as np
 
 from .. import _device, _state_io
 from .._state_tree import state_leaves
-from . import _plan
+from . import _headers, _plan
 from .optimizer import Optimizer, _registry, _user_update_kind
 
 __all__ = ["Updater", "get_updater"]
@@ -74,7 +73,7 @@ class _Chunk:
 
 
 class _Entry:
-    __slots__ = ("version", "weight_refs", "chunks", "nbytes")
+    __slots__ = ("version", "weights", "weight_ids", "chunks", "nbytes")
 
 
 class Updater:
@@ -128,7 +127,7 @@ class Updater:
         opt._set_current_device(0)
         key = (tuple(indices), opt.aggregate_num, type(opt))
         entry = self._chunks.get(key)
-        new = entry is None or entry.version != self._states.version or not _same(weights, entry.weight_refs)
+        new = entry is None or entry.version != self._states.version or not _headers.holds(weights, entry.weight_ids)
         if new:
             indices = [i.decode() if isinstance(i, bytes) else i for i in indices]
             entry = self._new_entry(indices, weights)
@@ -176,7 +175,8 @@ class Updater:
             groups = list(by_kind.values())
         entry = _Entry()
         entry.version = self._states.version
-        entry.weight_refs = [weakref.ref(w) for w in weights]
+        entry.weights = list(weights)        # kept, so that their ids name them
+        entry.weight_ids = _headers.item_ids(entry.weights).copy()
         entry.chunks = []
         for members in groups:
             for start in range(0, len(members), size):
@@ -267,10 +267,6 @@ def _scheduler_factories():
     return {name: factory(getattr(lr_scheduler, name)) for name in
             ("LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler", "CosineScheduler")
             if hasattr(lr_scheduler, name)}
-
-
-def _same(objs, refs):
-    return len(objs) == len(refs) and all(map(operator.is_, objs, map(weakref.ref.__call__, refs)))
 
 
 def _check_disjoint_call(indices, weights, states):
