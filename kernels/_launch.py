@@ -83,11 +83,38 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+_pool_started = False
+
+
+def _before_first_parallel_launch():
+    """Let the OpenMP pool sleep between launches unless the user chose otherwise.
+
+    GNU OpenMP's default is to spin after a parallel region; in a training loop the
+    spinning threads take the cores from NumPy's BLAS threads between optimizer steps (and
+    the BLAS threads' spinning takes them from the kernels), which made CPU loops several
+    times slower than with either pool limited.  The policy is read once, when Numba
+    starts its OpenMP runtime at the first parallel launch, which is why it is set here
+    and only when neither the user nor an earlier launch has started the runtime.
+    """
+    global _pool_started
+    _pool_started = True
+    if "OMP_WAIT_POLICY" in os.environ:
+        return
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:       # pragma: no cover - numba without its parallel backend
+        return
+    if not getattr(parallel, "_is_initialized", False):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def run(kernel, n_elements, *args):
     """Call ``kernel(*args)``; small launches (and forked children) use its
     single-threaded twin."""
     if n_elements < SERIAL_BELOW or _forked_child:
         return kernel.serial(*args)
+    if not _pool_started:
+        _before_first_parallel_launch()
     return kernel(*args)
 
 

@@ -12,9 +12,10 @@ dtypes: float32, float16-mp / bfloat16-mp (16-bit weights and gradients with a f
 master copy and float32 states), float16, bfloat16, float64.
 
 --vs torch times torch.optim in the same interleaved loop, on copies of the same tensors
-(16-bit weights without a master copy: torch has none).  Both libraries keep an OpenMP
-thread pool; on a small machine set OMP_WAIT_POLICY=passive so that they do not spin
-against each other.
+(16-bit weights without a master copy: torch has none).  A calibration copy kernel timed
+before and after the run, and the spread of every measurement's batches, tell a loaded or
+unstable machine: the output and the JSON ("stability") say so rather than report ratios
+that mean nothing.
 
 presets: one16m (one 16M-element tensor), resnet50 (161 tensors, 25.6M elements),
 bert-base (199 tensors, 109.5M), small2000x512 (2000 tensors of 512), tiny.
@@ -202,9 +203,10 @@ def _batch_time(fn, inner):
     return (time.perf_counter() - t0) / inner
 
 
-def time_interleaved(fns, repeats, min_time, warmup):
+def time_interleaved(fns, repeats, min_time, warmup, spreads=None):
     """Median seconds per call of each function, timed in alternation: batches of
-    ``inner`` calls (``inner`` so that a batch lasts about ``min_time``)."""
+    ``inner`` calls (``inner`` so that a batch lasts about ``min_time``).  ``spreads``, a
+    list, receives each function's spread: (slowest - fastest batch) / median."""
     for fn in fns:
         for _ in range(max(1, warmup)):
             fn()
@@ -216,7 +218,39 @@ def time_interleaved(fns, repeats, min_time, warmup):
     for _ in range(max(1, repeats)):
         for k, fn in enumerate(fns):
             samples[k].append(_batch_time(fn, inners[k]))
-    return [statistics.median(s) for s in samples]
+    medians = [statistics.median(s) for s in samples]
+    if spreads is not None:
+        spreads.extend((max(s) - min(s)) / m if m > 0 else 0.0 for s, m in zip(samples, medians))
+    return medians
+
+
+#: a copy kernel whose batches differ by more than this (relative to their median), or a
+#: peer's by more than PEER_SPREAD, means the machine was busy with something else
+COPY_SPREAD = 0.25
+PEER_SPREAD = 1.0
+
+
+def unstable_reasons(result):
+    """Why a measurement cannot be trusted (empty when it can)."""
+    reasons = []
+    spread = result.get("spread", {})
+    if spread.get("copy", 0.0) > COPY_SPREAD:
+        reasons.append("copy-kernel batches vary by %.0f%%" % (100 * spread["copy"]))
+    for who in ("step", "torch"):
+        if spread.get(who, 0.0) > PEER_SPREAD:
+            reasons.append("%s batches vary by %.0f%%" % (who, 100 * spread[who]))
+    return reasons
+
+
+def calibrate(repeats=7, n=1 << 22):
+    """Spread of a fixed copy kernel timed in ``repeats`` batches: on a quiet machine the
+    batches agree within a few per cent."""
+    pattern = [(4, n, "rw"), (4, n, "r")]
+    kernel = copy_kernel(pattern, parallel=True)
+    buffers = copy_buffers(pattern)
+    spreads = []
+    median = time_interleaved([lambda: kernel(*buffers)], repeats, 0.02, 5, spreads)[0]
+    return {"copy_ms": median * 1e3, "spread": spreads[0]}
 
 
 def bench_cell(name, preset, dtype_label, args, extra=None):
@@ -262,9 +296,10 @@ def bench_cell(name, preset, dtype_label, args, extra=None):
                 torch_result = {"status": "error", "message": "%s: %s" % (type(exc).__name__, exc)}
             if "fn" in torch_result:
                 fns.append(torch_result.pop("fn"))
+        spreads = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            times = time_interleaved(fns, args.repeats, args.min_time, args.warmup)
+            times = time_interleaved(fns, args.repeats, args.min_time, args.warmup, spreads)
     except Exception as exc:
         result.update(status="error", message="%s: %s" % (type(exc).__name__, exc))
         return result
@@ -272,13 +307,35 @@ def bench_cell(name, preset, dtype_label, args, extra=None):
     result.update(status="ok", aggregate_num=_agg_repr(opt.aggregate_num), bytes_per_step=nbytes,
                   bytes_per_element=nbytes / n_elements, streams=len(pattern),
                   step_ms=t_step * 1e3, gbps=nbytes / t_step / 1e9,
-                  copy_ms=t_copy * 1e3, copy_gbps=nbytes / t_copy / 1e9, ratio=t_copy / t_step)
+                  copy_ms=t_copy * 1e3, copy_gbps=nbytes / t_copy / 1e9, ratio=t_copy / t_step,
+                  spread=dict(zip(("step", "copy", "torch"), spreads)))
+    result["unstable"] = unstable_reasons(result)
     if torch_result is not None:
         if len(times) > 2:
             torch_result.update(step_ms=times[2] * 1e3,
                                 gbps=torch_result["bytes_per_step"] / times[2] / 1e9)
         result["torch"] = torch_result
     return result
+
+
+def machine_stability(before, after, results):
+    """Whether the run can be trusted: the calibration copy kernel timed before and after
+    must agree with itself and with each other, and no measurement may be erratic."""
+    reasons = []
+    for when, cal in (("before", before), ("after", after)):
+        if cal["spread"] > COPY_SPREAD:
+            reasons.append("calibration copy %s the run varies by %.0f%%" % (when, 100 * cal["spread"]))
+    drift = abs(after["copy_ms"] - before["copy_ms"]) / max(min(after["copy_ms"], before["copy_ms"]), 1e-12)
+    if drift > COPY_SPREAD:
+        reasons.append("calibration copy took %.3f ms before the run and %.3f ms after"
+                       % (before["copy_ms"], after["copy_ms"]))
+    erratic = [r for r in results if r.get("unstable")]
+    if erratic:
+        reasons.append("%d of %d measurements erratic (e.g. %s %s: %s)" % (
+            len(erratic), len(results), erratic[0]["optimizer"], erratic[0]["preset"],
+            ", ".join(erratic[0]["unstable"])))
+    return {"unstable": bool(reasons), "reasons": reasons, "calibration_before": before,
+            "calibration_after": after, "drift": drift}
 
 
 def _agg_repr(n):
@@ -355,8 +412,9 @@ def format_row(r):
                                           _count(r["elements"]))
     if r["status"] != "ok":
         return head + "  %s: %s" % (r["status"], r["message"][:120])
-    line = head + " %6.1f %9.3f %8.2f %9.2f %6.2f" % (
-        r["bytes_per_element"], r["step_ms"], r["gbps"], r["copy_gbps"], r["ratio"])
+    line = head + " %6.1f %9.3f %8.2f %9.2f %6.2f%s" % (
+        r["bytes_per_element"], r["step_ms"], r["gbps"], r["copy_gbps"], r["ratio"],
+        "?" if r.get("unstable") else " ")
     t = r.get("torch")
     if t:
         if t["status"] == "ok":
@@ -466,6 +524,7 @@ def main(args):
     print("mxopt_numba %s, numba %s, %d threads on %s; median of %d batches of >= %.0f ms"
           % (info["mxopt_numba"], info["numba"], info["numba_threads"], info["processor"],
              args.repeats, args.min_time * 1e3))
+    before = calibrate()
     print(_HEADER)
     sys.stdout.flush()
     results = []
@@ -476,17 +535,25 @@ def main(args):
                 results.append(r)
                 print(format_row(r))
                 sys.stdout.flush()
+    after = calibrate()
+    stability = machine_stability(before, after, results)
     failed = [r for r in results if r["status"] == "error"]
     ok = [r for r in results if r["status"] == "ok"]
     if ok:
         print("ratio = copy-kernel time / step time (1.0: the step moves its bytes as fast as a "
               "plain copy); median ratio %.2f over %d measurements" % (
                   statistics.median(r["ratio"] for r in ok), len(ok)))
+    if stability["unstable"]:
+        print("(? marks a measurement whose batches varied too much to trust)")
+        print("warning: the machine looked loaded or unstable during this run (%s); the times "
+              "and ratios above are unreliable: rerun on a quiet machine"
+              % "; ".join(stability["reasons"]))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": info, "settings": {
                 "repeats": args.repeats, "min_time": args.min_time, "warmup": args.warmup,
-                "optimizer_params": extra, "bench_settings": BENCH_SETTINGS}, "results": results},
+                "optimizer_params": extra, "bench_settings": BENCH_SETTINGS}, "stability": stability,
+                "results": results},
                 f, indent=1, default=str)
         print("results written to %s" % args.json)
     if args.plot:

@@ -1,10 +1,5 @@
-import os
-
 import numpy as np
 import pytest
-
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
 
 @pytest.fixture
 def rng():
