@@ -439,3 +439,29 @@ def test_1x_initializer_registry():
                                        mode="lstm")).__name__ == "FusedRNN"
     with pytest.raises(ValueError):
         mx1.initializer.create("rnnfused")
+
+
+def test_1x_updater_passes_scalars_when_not_aggregating():
+    seen = []
+
+    class OnePerCall(mx1.optimizer.Optimizer):
+        def update_multi_precision(self, index, weight, grad, state):
+            seen.append((type(index).__name__, type(weight).__name__))
+            self._update_count(index)
+            weight -= self._get_lr(index) * grad
+
+    opt = OnePerCall(learning_rate=1.0)
+    updater = mx1.optimizer.get_updater(opt)
+    ws = [np.zeros(2, np.float32), np.zeros(3, np.float32)]
+    updater([0, 1], [np.ones(2, np.float32), np.ones(3, np.float32)], ws)
+    updater(b"2", np.ones(1, np.float32), np.zeros(1, np.float32))
+    assert seen == [("int", "ndarray"), ("int", "ndarray"), ("str", "ndarray")]
+    np.testing.assert_array_equal(ws[0], -1.0)
+    assert set(updater.states) == {0, 1, "2"}
+    # an aggregating optimizer gets one call per dtype chunk of aggregate_num tensors
+    sgd = mx1.optimizer.create("sgd", learning_rate=1.0)
+    agg = mx1.optimizer.get_updater(sgd)
+    assert agg.aggregate_updates and sgd.aggregate_num == 4
+    ws = [np.zeros(2, np.float32) for _ in range(5)]
+    agg(list(range(5)), [np.ones(2, np.float32)] * 5, ws)
+    np.testing.assert_array_equal(np.stack(ws), -1.0)

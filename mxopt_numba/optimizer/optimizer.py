@@ -417,8 +417,9 @@ class Optimizer:
         A subclass's own ``step``/``fused_step`` is called as in MXNet 2.0: with the
         arrays as given, and it counts the update itself (``self._update_count``)."""
         indices, weights, grads, states = _as_lists(indices, weights, grads, states)
-        if _user_step(self) is not None:
-            return _user_step(self)(indices, weights, grads, states)
+        own_step = _user_step(self)
+        if own_step is not None:
+            return own_step(indices, weights, grads, states)
         if weights and _device.is_device_array(weights[0]):
             from ._gpu_launch import update      # CUDA arrays: the twins of the kernels
             return update(self, indices, weights, grads, states)

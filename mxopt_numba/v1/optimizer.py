@@ -579,13 +579,38 @@ class Test(_V1, _Test):
 
 class Updater(_updater.Updater):
     """MXNet 1.x Updater: aggregates when ``aggregate_num > 0`` (SGD, LARS, LAMB by
-    default); saved optimizers are looked up among the 1.x classes."""
+    default: chunks of ``aggregate_num`` tensors of one dtype per call); otherwise it calls
+    ``update_multi_precision(index, weight, grad, state)`` once per index with scalars, as
+    1.x optimizers written for one tensor expect.  Saved optimizers are looked up among
+    the 1.x classes."""
 
     optimizer_registry = _registry
 
     @property
     def aggregate_updates(self):
         return self.optimizer.aggregate_num > 0
+
+    def __call__(self, index, grad, weight):
+        if self.aggregate_updates:
+            return super().__call__(index, grad, weight)
+        if isinstance(index, (list, tuple)):
+            if not isinstance(grad, (list, tuple)) or not isinstance(weight, (list, tuple)):
+                raise TypeError("grad and weight must be lists when index is a list")
+            if not len(index) == len(grad) == len(weight):
+                raise ValueError("index, grad and weight lists differ in length: %d, %d, %d"
+                                 % (len(index), len(grad), len(weight)))
+            items = zip(index, grad, weight)
+        else:
+            items = ((index, grad, weight),)
+        opt = self.optimizer
+        opt._set_current_device(0)
+        for i, g, w in items:
+            if isinstance(i, bytes):
+                i = i.decode()
+            if i not in self.states:
+                self.states[i] = opt.create_state_multi_precision(i, w)
+                self.states_synced[i] = True
+            opt.update_multi_precision(i, w, g, self.states[i])
 
 
 def get_updater(optimizer):
