@@ -25,6 +25,7 @@ import os
 
 import numpy as np
 
+from .. import _device
 from .. import registry as _registry_mod
 from ..kernels import adadelta as _k_adadelta
 from ..kernels import adagrad as _k_adagrad
@@ -152,6 +153,10 @@ class _DecayBeforeClip:
         wds = self._wd_array(idx)
         if not wds.any():
             return super().update(indices, weights, grads, states)
+        if ws and _device.is_device_array(ws[0]):
+            raise NotImplementedError("%s (MXNet 1.x) with both clip_gradient and wd runs on host arrays only; "
+                                      "the 2.x optimizer (mxopt_numba.optimizer) runs on the GPU"
+                                      % type(self).__name__)
         new_grads = [self._decayed_clipped(w, g, s, wd, bound) for w, g, s, wd in zip(ws, gs, ss, wds)]
         saved = self.rescale_grad, self.clip_gradient, self.wd
         self.rescale_grad, self.clip_gradient, self.wd = 1.0, None, 0.0
