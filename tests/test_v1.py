@@ -358,23 +358,27 @@ def test_1x_wd_mult_name_rule():
     assert two._get_wds([1, 3]) == pytest.approx([0.1, 0.1])
 
 
-def test_1x_lars_momentum_correction():
+@pytest.mark.parametrize("name", ["fc_bias", "fc_weight"])
+def test_1x_lars_momentum_correction(name):
     # lr(n) = 0.4 * 0.5^floor((n-1)/2); momentum scaled by lr_now / lr_before (one pair
-    # for the whole optimizer, updated at every call)
+    # for the whole optimizer, updated at every call); a *_bias tensor keeps its rate, a
+    # *_weight tensor is scaled by eta * ||w|| / (||g|| + wd * ||w|| + eps), here eps 0
     sched = mx1.lr_scheduler.FactorScheduler(step=2, factor=0.5, base_lr=0.4)
-    opt = mx1.optimizer.create("lars", momentum=0.9, lr_scheduler=sched, eta=1.0)
-    names = {0: "fc_bias"}                               # bias: no trust ratio, plain momentum SGD
-    opt.idx2name = names
-    w = np.zeros(4, np.float64)
+    opt = mx1.optimizer.create("lars", momentum=0.9, lr_scheduler=sched, eta=0.5, wd=0.01,
+                               param_idx2name={0: name})
+    w = np.linspace(0.5, 2.0, 4)
     state = opt.create_state_multi_precision(0, w)
-    m, ref, last = np.zeros(4), np.zeros(4), None
+    m, ref, last = np.zeros(4), w.copy(), None
+    wd = 0.01 if name == "fc_weight" else 0.0            # the 1.x name rule: no decay for biases
     for t in range(1, 7):
-        g = np.full(4, 1.0)
+        g = np.array([1.0, -0.5, 0.25, 2.0]) * t
         opt.update_multi_precision(0, w, g, state)
         lr = 0.4 * 0.5 ** ((t - 1) // 2)
         mu = 0.9 * (lr / last if last else 1.0)
         last = lr
-        m = mu * m - lr * g
+        if name == "fc_weight":
+            lr *= 0.5 * np.linalg.norm(ref) / (np.linalg.norm(g) + wd * np.linalg.norm(ref))
+        m = mu * m - lr * (g + wd * ref)
         ref = ref + m
         np.testing.assert_allclose(w, ref, rtol=1e-12)
 
