@@ -469,3 +469,13 @@ def test_1x_updater_passes_scalars_when_not_aggregating():
     ws = [np.zeros(2, np.float32) for _ in range(5)]
     agg(list(range(5)), [np.ones(2, np.float32)] * 5, ws)
     np.testing.assert_array_equal(np.stack(ws), -1.0)
+
+
+def test_1x_saved_optimizer_holds_no_state_copies():
+    opt = mx1.optimizer.create("sgd", momentum=0.9, multi_precision=True)
+    updater = mx1.optimizer.get_updater(opt)
+    w = np.ones(1000, np.float16)
+    updater(0, np.ones(1000, np.float16), w)
+    with_opt = updater.get_states(dump_optimizer=True)
+    without = updater.get_states()
+    assert len(with_opt) - len(without) < 4000       # settings only, not a second copy of the states

@@ -12,7 +12,7 @@ from .optimizer import Optimizer, _registry, state_leaves
 __all__ = ["Updater", "get_updater"]
 
 _SKIP_ATTRS = {"param_dict", "_plans", "_active", "_all_index_update_counts", "_index_update_count",
-               "norm_reducer"}
+               "norm_reducer", "_mp_swapped"}
 
 
 class _Chunk:
