@@ -157,8 +157,8 @@ class _DecayBeforeClip:
         if not wds.any():
             return super().update(indices, weights, grads, states)
         if ws and _device.is_device_array(ws[0]):
-            raise NotImplementedError("%s (MXNet 1.x) with both clip_gradient and wd runs on host arrays only; "
-                                      "the 2.x optimizer (mxopt_numba.optimizer) runs on the GPU"
+            raise NotImplementedError("%s (MXNet 1.x) with both clip_gradient and wd runs on host arrays "
+                                      "only; the 2.x optimizer (mxopt_numba.optimizer) runs on the GPU"
                                       % type(self).__name__)
         new_grads = [self._decayed_clipped(w, g, s, wd, bound) for w, g, s, wd in zip(ws, gs, ss, wds)]
         saved = self.rescale_grad, self.clip_gradient, self.wd
