@@ -317,7 +317,9 @@ class LBSGD(_V1, _LBSGD):
     which exists only in 1.x)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **_no_2x_args(type(self), kwargs))
+        kwargs = _no_2x_args(type(self), kwargs)
+        kwargs.setdefault("aggregate_num", 0)
+        super().__init__(*args, **kwargs)
 
 
 @register
