@@ -645,7 +645,8 @@ def test_none_argument_reaches_the_launcher_as_a_null_pointer():
 @pytest.mark.parametrize("name, kwargs", [
     ("adagrad", {"wd": 0.01}), ("adadelta", {"wd": 0.01}), ("rmsprop", {"wd": 0.01, "clip_weights": 2.0}),
     ("rmsprop", {"centered": True, "wd": 0.01}), ("nag", {"momentum": 0.9, "wd": 0.01}),
-    ("dcasgd", {"wd": 0.01}), ("test", {}), ("groupadagrad", {}), ("sgd", {"momentum": 0.9, "wd": 0.01})])
+    ("dcasgd", {"wd": 0.01}), ("test", {}), ("groupadagrad", {}), ("sgd", {"momentum": 0.9, "wd": 0.01}),
+    ("adam", {"wd": 0.1}), ("ftml", {"wd": 0.1}), ("adamax", {"wd": 0.1}), ("nadam", {"wd": 0.1})])
 def test_v1_optimizers_on_device_match_host(name, kwargs, device_routing, launches):
     """mxopt_numba.v1's rules run through the same twins on device arrays."""
     import mxopt_numba.v1 as mx1
