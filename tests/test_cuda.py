@@ -596,3 +596,29 @@ def test_none_argument_reaches_the_launcher_as_a_null_pointer():
     args = []
     packer._prepare_args(nb_types.none, None, 0, [], args)
     assert len(args) == 1 and args[0].value == 0 and ctypes.sizeof(args[0]) == ctypes.sizeof(ctypes.c_void_p)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name, kwargs", [
+    ("adagrad", {"wd": 0.01}), ("adadelta", {"wd": 0.01}), ("rmsprop", {"wd": 0.01, "clip_weights": 2.0}),
+    ("rmsprop", {"centered": True, "wd": 0.01}), ("nag", {"momentum": 0.9, "wd": 0.01}),
+    ("dcasgd", {"wd": 0.01}), ("test", {}), ("groupadagrad", {}), ("sgd", {"momentum": 0.9, "wd": 0.01}),
+    ("adam", {"wd": 0.1}), ("ftml", {"wd": 0.1}), ("adamax", {"wd": 0.1}), ("nadam", {"wd": 0.1})])
+def test_v1_optimizers_on_device_match_host(name, kwargs, device_routing, launches):
+    """mxopt_numba.v1's rules run through the same twins on device arrays."""
+    import mxopt_numba.v1 as mx1
+    shapes = ((6, 7), (9, 5))
+    runs = []
+    for device in (False, True):
+        rng = np.random.default_rng(3)
+        put = cuda.to_device if device else (lambda a: a)
+        opt = mx1.optimizer.create(name, learning_rate=0.05, rescale_grad=1.5, clip_gradient=0.8, **kwargs)
+        updater = mx1.optimizer.get_updater(opt)
+        weights = [put(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+        for _ in range(2):
+            grads = [put(rng.standard_normal(s).astype(np.float32)) for s in shapes]
+            updater(list(range(len(shapes))), grads, weights)
+        runs.append([w.copy_to_host() if device else w for w in weights])
+    assert launches, "no GPU launch"
+    for got, want in zip(runs[1], runs[0]):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

@@ -394,3 +394,27 @@ def test_custom_initializer_by_name_dumps_and_attr_override():
     np.testing.assert_array_equal(arr, np.arange(4) * 2.0)
     with pytest.raises(ValueError, match="Unknown initialization pattern"):
         init(mxo.initializer.InitDesc("running"), np.zeros(2))
+
+
+def test_custom_scheduler_survives_trainer_save_load(tmp_path):
+    def make():
+        p = mxo.Parameter("fc_weight", np.zeros(3, np.float64))
+        return p, mxo.Trainer([p], "sgd", {"lr_scheduler": StepDecay(base_lr=0.4, warmup_steps=2,
+                                                                     warmup_begin_lr=0.1)})
+    p, trainer = make()
+    for _ in range(4):
+        p.grad[...] = 1.0
+        trainer.step(1)
+    fname = str(tmp_path / "states")
+    trainer.save_states(fname)
+    data = p.data.copy()
+    p, trainer = make()
+    p.data[...] = data
+    trainer.load_states(fname)
+    assert type(trainer.optimizer.lr_scheduler) is StepDecay
+    expect = data.copy()
+    for t in range(5, 8):
+        p.grad[...] = 1.0
+        trainer.step(1)
+        expect -= _step_decay_reference(t)
+        np.testing.assert_allclose(p.data, expect, rtol=1e-14)

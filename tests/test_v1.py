@@ -358,23 +358,27 @@ def test_1x_wd_mult_name_rule():
     assert two._get_wds([1, 3]) == pytest.approx([0.1, 0.1])
 
 
-def test_1x_lars_momentum_correction():
+@pytest.mark.parametrize("name", ["fc_bias", "fc_weight"])
+def test_1x_lars_momentum_correction(name):
     # lr(n) = 0.4 * 0.5^floor((n-1)/2); momentum scaled by lr_now / lr_before (one pair
-    # for the whole optimizer, updated at every call)
+    # for the whole optimizer, updated at every call); a *_bias tensor keeps its rate, a
+    # *_weight tensor is scaled by eta * ||w|| / (||g|| + wd * ||w|| + eps), here eps 0
     sched = mx1.lr_scheduler.FactorScheduler(step=2, factor=0.5, base_lr=0.4)
-    opt = mx1.optimizer.create("lars", momentum=0.9, lr_scheduler=sched, eta=1.0)
-    names = {0: "fc_bias"}                               # bias: no trust ratio, plain momentum SGD
-    opt.idx2name = names
-    w = np.zeros(4, np.float64)
+    opt = mx1.optimizer.create("lars", momentum=0.9, lr_scheduler=sched, eta=0.5, wd=0.01,
+                               param_idx2name={0: name})
+    w = np.linspace(0.5, 2.0, 4)
     state = opt.create_state_multi_precision(0, w)
-    m, ref, last = np.zeros(4), np.zeros(4), None
+    m, ref, last = np.zeros(4), w.copy(), None
+    wd = 0.01 if name == "fc_weight" else 0.0            # the 1.x name rule: no decay for biases
     for t in range(1, 7):
-        g = np.full(4, 1.0)
+        g = np.array([1.0, -0.5, 0.25, 2.0]) * t
         opt.update_multi_precision(0, w, g, state)
         lr = 0.4 * 0.5 ** ((t - 1) // 2)
         mu = 0.9 * (lr / last if last else 1.0)
         last = lr
-        m = mu * m - lr * g
+        if name == "fc_weight":
+            lr *= 0.5 * np.linalg.norm(ref) / (np.linalg.norm(g) + wd * np.linalg.norm(ref))
+        m = mu * m - lr * (g + wd * ref)
         ref = ref + m
         np.testing.assert_allclose(w, ref, rtol=1e-12)
 
@@ -439,3 +443,39 @@ def test_1x_initializer_registry():
                                        mode="lstm")).__name__ == "FusedRNN"
     with pytest.raises(ValueError):
         mx1.initializer.create("rnnfused")
+
+
+def test_1x_updater_passes_scalars_when_not_aggregating():
+    seen = []
+
+    class OnePerCall(mx1.optimizer.Optimizer):
+        def update_multi_precision(self, index, weight, grad, state):
+            seen.append((type(index).__name__, type(weight).__name__))
+            self._update_count(index)
+            weight -= self._get_lr(index) * grad
+
+    opt = OnePerCall(learning_rate=1.0)
+    updater = mx1.optimizer.get_updater(opt)
+    ws = [np.zeros(2, np.float32), np.zeros(3, np.float32)]
+    updater([0, 1], [np.ones(2, np.float32), np.ones(3, np.float32)], ws)
+    updater(b"2", np.ones(1, np.float32), np.zeros(1, np.float32))
+    assert seen == [("int", "ndarray"), ("int", "ndarray"), ("str", "ndarray")]
+    np.testing.assert_array_equal(ws[0], -1.0)
+    assert set(updater.states) == {0, 1, "2"}
+    # an aggregating optimizer gets one call per dtype chunk of aggregate_num tensors
+    sgd = mx1.optimizer.create("sgd", learning_rate=1.0)
+    agg = mx1.optimizer.get_updater(sgd)
+    assert agg.aggregate_updates and sgd.aggregate_num == 4
+    ws = [np.zeros(2, np.float32) for _ in range(5)]
+    agg(list(range(5)), [np.ones(2, np.float32)] * 5, ws)
+    np.testing.assert_array_equal(np.stack(ws), -1.0)
+
+
+def test_1x_saved_optimizer_holds_no_state_copies():
+    opt = mx1.optimizer.create("sgd", momentum=0.9, multi_precision=True)
+    updater = mx1.optimizer.get_updater(opt)
+    w = np.ones(1000, np.float16)
+    updater(0, np.ones(1000, np.float16), w)
+    with_opt = updater.get_states(dump_optimizer=True)
+    without = updater.get_states()
+    assert len(with_opt) - len(without) < 4000       # settings only, not a second copy of the states

@@ -1,7 +1,7 @@
 """CUDA twins of ``kernels/adam.py`` (Adam): same scalar rules, same table columns."""
 from numba import cuda
 
-from ..adam import adam_step
+from ..adam import adam_step, adam_v1_step
 from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
@@ -20,6 +20,26 @@ def multi_adam_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
             new_w, new_m, new_v = adam_step(load(w32, i), load(g, i), load(m, i), load(v, i), lr, wd,
                                             beta1, one_minus_beta1, beta2, one_minus_beta2,
                                             epsilon, rescale, clip)
+            store(m, i, new_m)
+            store(v, i, new_v)
+            store_weight(w, w32, i, new_w, master_fmt)
+
+
+@gpu_kernel
+def multi_adam_v1_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                             beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon, rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        v = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        lr, wd = lrs[t], wds[t]
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_m, new_v = adam_v1_step(load(w32, i), load(g, i), load(m, i), load(v, i), lr, wd,
+                                               beta1, one_minus_beta1, beta2, one_minus_beta2,
+                                               epsilon, rescale, clip)
             store(m, i, new_m)
             store(v, i, new_v)
             store_weight(w, w32, i, new_w, master_fmt)

@@ -1,7 +1,7 @@
 """CUDA twins of ``kernels/adamax.py`` (Adamax): same scalar rules, same table columns."""
 from numba import cuda
 
-from ..adamax import adamax_step
+from ..adamax import adamax_step, adamax_v1_step
 from ._common import gpu_kernel, load, master_view, store, store_weight, view
 
 
@@ -19,6 +19,25 @@ def multi_adamax_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
             new_w, new_m, new_u = adamax_step(load(w32, i), load(g, i), load(m, i), load(u, i), lr, wd,
                                               beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
+            store(m, i, new_m)
+            store(u, i, new_u)
+            store_weight(w, w32, i, new_w, master_fmt)
+
+
+@gpu_kernel
+def multi_adamax_v1_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
+                               beta1, one_minus_beta1, beta2, epsilon, rescale, clip):
+    for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
+        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        g = view(ptrs, t, 1, start, n, g_fmt)
+        m = view(ptrs, t, 3, start, n, state_fmt)
+        u = view(ptrs, t, 4, start, n, state_fmt)
+        w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
+        lr, wd = lrs[t], wds[t]
+        for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+            new_w, new_m, new_u = adamax_v1_step(load(w32, i), load(g, i), load(m, i), load(u, i), lr, wd,
+                                                 beta1, one_minus_beta1, beta2, epsilon, rescale, clip)
             store(m, i, new_m)
             store(u, i, new_u)
             store_weight(w, w32, i, new_w, master_fmt)

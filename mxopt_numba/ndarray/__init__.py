@@ -29,9 +29,10 @@ from ..kernels import lamb as _k_lamb
 from ._ops import clip_value, launch, per_tensor, run, scalar, split_data
 from .contrib import multi_lamb_update, multi_lans_update, multi_mp_lamb_update, multi_mp_lans_update
 
-__all__ = ["adagrad_update", "adam_update", "contrib", "lamb_update_phase1", "lamb_update_phase2",
-           "mp_lamb_update_phase1", "mp_lamb_update_phase2", "ftml_update", "ftrl_update", "mp_nag_mom_update", "mp_sgd_mom_update",
-           "mp_sgd_update", "multi_lamb_update", "multi_lans_update", "multi_mp_lamb_update", "multi_mp_lans_update",
+__all__ = ["adagrad_update", "adam_update", "contrib", "ftml_update", "ftrl_update", "lamb_update_phase1",
+           "lamb_update_phase2", "mp_lamb_update_phase1", "mp_lamb_update_phase2", "mp_nag_mom_update",
+           "mp_sgd_mom_update", "mp_sgd_update", "multi_lamb_update", "multi_lans_update", "multi_mp_lamb_update",
+           "multi_mp_lans_update",
            "multi_mp_sgd_mom_update", "multi_mp_sgd_update", "multi_sgd_mom_update",
            "multi_sgd_update", "nag_mom_update", "preloaded_multi_mp_sgd_mom_update",
            "preloaded_multi_mp_sgd_update", "preloaded_multi_sgd_mom_update", "preloaded_multi_sgd_update",
@@ -206,7 +207,8 @@ def preloaded_multi_mp_sgd_mom_update(*data, momentum=0.0, rescale_grad=1.0, cli
 # ---------------------------------------------------------------------- NAG, Signum
 
 def _nag(momentum, wd, lr, rescale_grad, clip_gradient, mp):
-    return _NAGMomentum(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), momentum=scalar("momentum", momentum),
+    return _NAGMomentum(learning_rate=scalar("lr", lr), wd=scalar("wd", wd),
+                        momentum=scalar("momentum", momentum),
                         rescale_grad=scalar("rescale_grad", rescale_grad),
                         clip_gradient=clip_value(clip_gradient), multi_precision=mp)
 
@@ -238,7 +240,8 @@ def signum_update(weight, grad, mom, lr, momentum=0.0, wd=0.0, rescale_grad=1.0,
                   wd_lh=0.0, out=None):
     """Signum: ``mom <- momentum * mom - (1 - momentum) * (g' + wd * weight)``;
     ``weight <- (1 - lr * wd_lh) * weight + lr * sign(mom)``."""
-    opt = _SignumMomentum(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), momentum=scalar("momentum", momentum),
+    opt = _SignumMomentum(learning_rate=scalar("lr", lr), wd=scalar("wd", wd),
+                          momentum=scalar("momentum", momentum),
                           wd_lh=scalar("wd_lh", wd_lh), rescale_grad=scalar("rescale_grad", rescale_grad),
                           clip_gradient=clip_value(clip_gradient))
     return run(opt, [weight], [grad], [mom], out)[0]
@@ -255,7 +258,8 @@ def adam_update(weight, grad, mean, var, lr, beta1=0.9, beta2=0.999, epsilon=1e-
     Lazy row_sparse updates touch the listed rows only."""
     opt = _AdamUncorrected(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), beta1=beta1, beta2=beta2,
                            epsilon=epsilon, lazy_update=bool(lazy_update),
-                           rescale_grad=scalar("rescale_grad", rescale_grad), clip_gradient=clip_value(clip_gradient))
+                           rescale_grad=scalar("rescale_grad", rescale_grad),
+                           clip_gradient=clip_value(clip_gradient))
     return run(opt, [weight], [grad], [(mean, var)], out)[0]
 
 
@@ -264,8 +268,9 @@ def rmsprop_update(weight, grad, n, lr, rho=0.95, epsilon=1e-8, wd=0.0, rescale_
     """RMSProp (MXNet 2.x): ``gw = g' + wd * weight``; ``n <- rho * n + (1 - rho) * gw^2``;
     ``weight <- weight - lr * gw / (sqrt(n) + epsilon)``, then clipped to
     ``[-clip_weights, clip_weights]`` when ``clip_weights > 0``."""
-    opt = _RMSProp(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), rho=rho, epsilon=epsilon, centered=False,
-                   clip_weights=scalar("clip_weights", clip_weights), rescale_grad=scalar("rescale_grad", rescale_grad),
+    opt = _RMSProp(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), rho=rho, epsilon=epsilon,
+                   centered=False, clip_weights=scalar("clip_weights", clip_weights),
+                   rescale_grad=scalar("rescale_grad", rescale_grad),
                    clip_gradient=clip_value(clip_gradient))
     return run(opt, [weight], [grad], [n], out)[0]
 
@@ -277,8 +282,8 @@ def rmspropalex_update(weight, grad, n, g, delta, lr, rho=0.95, momentum=0.9, ep
     ``n <- rho * n + (1 - rho) * gw``; ``g <- rho * g + (1 - rho) * gw^2``;
     ``delta <- momentum * delta - lr * gw / sqrt(g - n^2 + epsilon)``;
     ``weight <- weight + delta`` (then ``clip_weights`` as in :func:`rmsprop_update`)."""
-    opt = _RMSProp(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), rho=rho, momentum=momentum, epsilon=epsilon,
-                   centered=True, clip_weights=scalar("clip_weights", clip_weights),
+    opt = _RMSProp(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), rho=rho, momentum=momentum,
+                   epsilon=epsilon, centered=True, clip_weights=scalar("clip_weights", clip_weights),
                    rescale_grad=scalar("rescale_grad", rescale_grad), clip_gradient=clip_value(clip_gradient))
     return run(opt, [weight], [grad], [(n, g, delta)], out)[0]
 
@@ -302,8 +307,8 @@ def ftml_update(weight, grad, d, v, z, lr, t, beta1=0.6, beta2=0.999, epsilon=1e
     t = int(t)
     if t < 1:
         raise ValueError("t must be the step number, >= 1, got %r" % t)
-    opt = _FTML(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), beta1=beta1, beta2=beta2, epsilon=epsilon,
-                begin_num_update=t - 1, rescale_grad=scalar("rescale_grad", rescale_grad),
+    opt = _FTML(learning_rate=scalar("lr", lr), wd=scalar("wd", wd), beta1=beta1, beta2=beta2,
+                epsilon=epsilon, begin_num_update=t - 1, rescale_grad=scalar("rescale_grad", rescale_grad),
                 clip_gradient=clip_value(clip_grad))
     return run(opt, [weight], [grad], [(d, v, z)], out)[0]
 
@@ -320,8 +325,8 @@ def adagrad_update(weight, grad, history, lr, epsilon=1e-7, wd=0.0, rescale_grad
 
 # ---------------------------------------------------------------------- LAMB in two phases
 
-def _lamb_phase1(weight, grad, mean, var, weight32, beta1, beta2, epsilon, t, bias_correction, wd, rescale_grad,
-                 clip_gradient, out):
+def _lamb_phase1(weight, grad, mean, var, weight32, beta1, beta2, epsilon, t, bias_correction, wd,
+                 rescale_grad, clip_gradient, out):
     t = int(t)
     if t < 1:
         raise ValueError("t must be the step number, >= 1, got %r" % t)
@@ -331,21 +336,23 @@ def _lamb_phase1(weight, grad, mean, var, weight32, beta1, beta2, epsilon, t, bi
     opt._index_update_count[0] = t
     r = np.empty(weight.shape, dtype=mean.dtype) if out is None else out
     inner = (mean, var, r)
-    launch(opt, _k_lamb.multi_lamb_direction_cpu, [weight], [grad], [inner if weight32 is None else (weight32, inner)],
-           (opt.beta1, 1.0 - opt.beta1, opt.beta2, 1.0 - opt.beta2, opt.epsilon, opt.rescale_grad, opt._clip_bound()),
+    state = inner if weight32 is None else (weight32, inner)
+    scalars = (opt.beta1, 1.0 - opt.beta1, opt.beta2, 1.0 - opt.beta2, opt.epsilon, opt.rescale_grad,
+               opt._clip_bound())
+    launch(opt, _k_lamb.multi_lamb_direction_cpu, [weight], [grad], [state], scalars,
            opt._bias_corrections([0]), n_states=3)
     return r
 
 
-def lamb_update_phase1(weight, grad, mean, var, beta1=0.9, beta2=0.999, epsilon=1e-6, t=1, bias_correction=True,
-                       wd=0.0, rescale_grad=1.0, clip_gradient=-1.0, out=None):
+def lamb_update_phase1(weight, grad, mean, var, beta1=0.9, beta2=0.999, epsilon=1e-6, t=1,
+                       bias_correction=True, wd=0.0, rescale_grad=1.0, clip_gradient=-1.0, out=None):
     """LAMB, first half: ``mean <- beta1 * mean + (1 - beta1) * g'``;
     ``var <- beta2 * var + (1 - beta2) * g'^2``; returns (or writes into ``out``)
     ``r = mean_hat / (sqrt(var_hat) + epsilon) + wd * weight`` with
     ``mean_hat = mean / (1 - beta1^t)``, ``var_hat = var / (1 - beta2^t)`` when
     ``bias_correction`` (else the moments themselves).  The weight is not changed."""
-    return _lamb_phase1(weight, grad, mean, var, None, beta1, beta2, epsilon, t, bias_correction, wd, rescale_grad,
-                        clip_gradient, out)
+    return _lamb_phase1(weight, grad, mean, var, None, beta1, beta2, epsilon, t, bias_correction, wd,
+                        rescale_grad, clip_gradient, out)
 
 
 def mp_lamb_update_phase1(weight, grad, mean, var, weight32, beta1=0.9, beta2=0.999, epsilon=1e-6, t=1,

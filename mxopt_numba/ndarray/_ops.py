@@ -29,7 +29,8 @@ def per_tensor(opt, lrs, wds, n):
     lrs = [scalar("lrs[%d]" % i, v) for i, v in enumerate(np.asarray(lrs, dtype=np.float64).reshape(-1))]
     wds = [scalar("wds[%d]" % i, v) for i, v in enumerate(np.asarray(wds, dtype=np.float64).reshape(-1))]
     if len(lrs) != n or len(wds) != n:
-        raise ValueError("lrs and wds need one value per weight (%d), got %d and %d" % (n, len(lrs), len(wds)))
+        raise ValueError("lrs and wds need one value per weight (%d), got %d and %d"
+                         % (n, len(lrs), len(wds)))
     opt.set_lr_mult(dict(enumerate(lrs)))
     opt.set_wd_mult(dict(enumerate(wds)))
     return opt
@@ -80,6 +81,7 @@ def launch(opt, kernel, weights, grads, states, scalars=(), coefs=None, n_states
     outs = out if isinstance(out, (list, tuple)) else [out] * len(weights)
     targets = [_target(w, o, k) for k, (w, o) in enumerate(zip(weights, outs))]
     indices = list(range(len(targets)))
-    opt._launch(kernel, indices, targets, list(grads), list(states),
-                opt._lr_array(indices) if lrs is None else lrs, opt._wd_array(indices), scalars, coefs, n_states)
+    lrs = opt._lr_array(indices) if lrs is None else lrs
+    opt._launch(kernel, indices, targets, list(grads), list(states), lrs, opt._wd_array(indices), scalars, coefs,
+                n_states)
     return targets

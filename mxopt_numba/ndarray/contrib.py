@@ -8,9 +8,10 @@ from ..optimizer.lamb import LAMB as _LAMB
 from ..optimizer.lans import LANS as _LANS
 from ._ops import clip_value, per_tensor, run, scalar
 
-__all__ = ["adabelief_update", "adamw_update", "group_adagrad_update", "mp_adabelief_update", "mp_adamw_update",
-           "multi_adabelief_update", "multi_adamw_update", "multi_lamb_update", "multi_lans_update",
-           "multi_mp_adabelief_update", "multi_mp_adamw_update", "multi_mp_lamb_update", "multi_mp_lans_update"]
+__all__ = ["adabelief_update", "adamw_update", "group_adagrad_update", "mp_adabelief_update",
+           "mp_adamw_update", "multi_adabelief_update", "multi_adamw_update", "multi_lamb_update",
+           "multi_lans_update", "multi_mp_adabelief_update", "multi_mp_adamw_update", "multi_mp_lamb_update",
+           "multi_mp_lans_update"]
 
 
 def _adamw(rescale_grad, lr, eta, beta1, beta2, epsilon, wd, clip_gradient, mp, lrs=None, wds=None, etas=None,
@@ -52,6 +53,10 @@ def mp_adamw_update(weight, grad, mean, var, weight32, rescale_grad, lr, eta, be
     return run(opt, [weight], [grad], [(weight32, (mean, var))], out)[0]
 
 
+def _mp_states(weights32, mean, var):
+    return [(w32, (m, v)) for w32, m, v in zip(weights32, mean, var)]
+
+
 def _lists(name, n, **lists):
     for key, value in lists.items():
         if len(value) != n:
@@ -64,7 +69,8 @@ def multi_adamw_update(weights, grads, mean, var, rescale_grad, lrs, wds, etas, 
     ``wds[i]``, ``etas[i]``."""
     n = size or len(weights)
     _lists("multi_adamw_update", n, weights=weights, grads=grads, mean=mean, var=var)
-    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, False, lrs, wds, etas, n)
+    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, False, lrs, wds,
+                 etas, n)
     return run(opt, list(weights), list(grads), list(zip(mean, var)), out)
 
 
@@ -73,8 +79,9 @@ def multi_mp_adamw_update(weights, grads, mean, var, weights32, rescale_grad, lr
     """:func:`mp_adamw_update` on many tensors in one launch."""
     n = size or len(weights)
     _lists("multi_mp_adamw_update", n, weights=weights, grads=grads, mean=mean, var=var, weights32=weights32)
-    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, True, lrs, wds, etas, n)
-    return run(opt, list(weights), list(grads), [(w32, (m, v)) for w32, m, v in zip(weights32, mean, var)], out)
+    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, True, lrs, wds,
+                 etas, n)
+    return run(opt, list(weights), list(grads), _mp_states(weights32, mean, var), out)
 
 
 # ---------------------------------------------------------------------- AdaBelief
@@ -103,8 +110,8 @@ def multi_adabelief_update(weights, grads, mean, var, rescale_grad, lrs, wds, et
     """:func:`adabelief_update` on many tensors in one launch."""
     n = size or len(weights)
     _lists("multi_adabelief_update", n, weights=weights, grads=grads, mean=mean, var=var)
-    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, False, lrs, wds, etas, n,
-                 cls=_AdaBelief)
+    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, False, lrs, wds,
+                 etas, n, cls=_AdaBelief)
     return run(opt, list(weights), list(grads), list(zip(mean, var)), out)
 
 
@@ -112,10 +119,11 @@ def multi_mp_adabelief_update(weights, grads, mean, var, weights32, rescale_grad
                               beta2=0.999, epsilon=1e-8, clip_gradient=-1.0, out=None, size=0):
     """:func:`mp_adabelief_update` on many tensors in one launch."""
     n = size or len(weights)
-    _lists("multi_mp_adabelief_update", n, weights=weights, grads=grads, mean=mean, var=var, weights32=weights32)
-    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, True, lrs, wds, etas, n,
-                 cls=_AdaBelief)
-    return run(opt, list(weights), list(grads), [(w32, (m, v)) for w32, m, v in zip(weights32, mean, var)], out)
+    _lists("multi_mp_adabelief_update", n, weights=weights, grads=grads, mean=mean, var=var,
+           weights32=weights32)
+    opt = _adamw(rescale_grad, None, None, beta1, beta2, epsilon, None, clip_gradient, True, lrs, wds,
+                 etas, n, cls=_AdaBelief)
+    return run(opt, list(weights), list(grads), _mp_states(weights32, mean, var), out)
 
 
 # ---------------------------------------------------------------------- LAMB, LANS
@@ -141,7 +149,7 @@ def _layerwise(cls, name, weights, grads, mean, var, weights32, step_count, lrs,
     if weights32 is None:
         states = list(zip(mean, var))
     else:
-        states = [(w32, (m, v)) for w32, m, v in zip(weights32, mean, var)]
+        states = _mp_states(weights32, mean, var)
     return run(opt, list(weights), list(grads), states, out)
 
 
@@ -165,12 +173,12 @@ def multi_lamb_update(weights, grads, mean, var, step_count, lrs, wds, beta1=0.9
 
 
 def multi_mp_lamb_update(weights, grads, mean, var, weights32, step_count, lrs, wds, beta1=0.9, beta2=0.999,
-                         epsilon=1e-6, rescale_grad=1.0, lower_bound=-1.0, upper_bound=-1.0, clip_gradient=-1.0,
-                         bias_correction=True, out=None, num_tensors=0):
+                         epsilon=1e-6, rescale_grad=1.0, lower_bound=-1.0, upper_bound=-1.0,
+                         clip_gradient=-1.0, bias_correction=True, out=None, num_tensors=0):
     """:func:`multi_lamb_update` on float32 masters ``weights32``, then the rounded copies."""
     kw = _lamb_kw(beta1, beta2, epsilon, rescale_grad, lower_bound, upper_bound, clip_gradient)
-    return _layerwise(_LAMB, "multi_mp_lamb_update", weights, grads, mean, var, weights32, step_count, lrs, wds,
-                      out, num_tensors, bias_correction=bool(bias_correction), **kw)
+    return _layerwise(_LAMB, "multi_mp_lamb_update", weights, grads, mean, var, weights32, step_count, lrs,
+                      wds, out, num_tensors, bias_correction=bool(bias_correction), **kw)
 
 
 def multi_lans_update(weights, grads, mean, var, step_count, lrs, wds, beta1=0.9, beta2=0.999, epsilon=1e-6,
@@ -187,12 +195,12 @@ def multi_lans_update(weights, grads, mean, var, step_count, lrs, wds, beta1=0.9
 
 
 def multi_mp_lans_update(weights, grads, mean, var, weights32, step_count, lrs, wds, beta1=0.9, beta2=0.999,
-                         epsilon=1e-6, rescale_grad=1.0, lower_bound=-1.0, upper_bound=-1.0, clip_gradient=-1.0,
-                         out=None, num_tensors=0):
+                         epsilon=1e-6, rescale_grad=1.0, lower_bound=-1.0, upper_bound=-1.0,
+                         clip_gradient=-1.0, out=None, num_tensors=0):
     """:func:`multi_lans_update` on float32 masters ``weights32``, then the rounded copies."""
     kw = _lamb_kw(beta1, beta2, epsilon, rescale_grad, lower_bound, upper_bound, clip_gradient)
-    return _layerwise(_LANS, "multi_mp_lans_update", weights, grads, mean, var, weights32, step_count, lrs, wds,
-                      out, num_tensors, **kw)
+    return _layerwise(_LANS, "multi_mp_lans_update", weights, grads, mean, var, weights32, step_count, lrs,
+                      wds, out, num_tensors, **kw)
 
 
 # ---------------------------------------------------------------------- GroupAdaGrad
@@ -204,6 +212,7 @@ def group_adagrad_update(weight, grad, history, lr, rescale_grad=1.0, clip_gradi
     ``weight[r, c] <- weight[r, c] - lr * g'[r, c] / (sqrt(history[r]) + epsilon)``.
     A row_sparse gradient updates only its rows."""
     opt = _GroupAdaGrad(learning_rate=scalar("lr", lr), epsilon=epsilon,
-                        rescale_grad=scalar("rescale_grad", rescale_grad), clip_gradient=clip_value(clip_gradient))
+                        rescale_grad=scalar("rescale_grad", rescale_grad),
+                        clip_gradient=clip_value(clip_gradient))
     return run(opt, [weight], [grad], [history], out)[0]
 

@@ -707,48 +707,46 @@ def _defined_by_user(cls, name):
     return False
 
 
-_USER_KIND = weakref.WeakKeyDictionary()
+_USER_INFO = weakref.WeakKeyDictionary()
+
+
+def _user_info(cls):
+    """Per class, once: (kind, own step counts, own fused_step counts, own update takes
+    lists); ``kind`` is
+    ``"update"`` for a class with its own ``update``, ``"step"`` for one whose ``step`` or
+    ``fused_step`` counts itself, None for a library rule.  ``counts_in_step`` (class
+    attribute) overrides the guess: True for a step that calls ``_update_count``, False
+    for a library-style step that expects the base class to count."""
+    info = _USER_INFO.get(cls)
+    if info is None:
+        flag = getattr(cls, "counts_in_step", None)
+        step = _defined_by_user(cls, "step") if flag is None else bool(flag)
+        fused = _defined_by_user(cls, "fused_step") if flag is None else bool(flag)
+        kind = "update" if _defined_by_user(cls, "update") else ("step" if step or fused else None)
+        info = _USER_INFO[cls] = (kind, step, fused, kind != "update" or _takes_lists(cls.update))
+    return info
 
 
 def _user_update_kind(cls):
-    """``"update"`` when ``cls`` has its own ``update``, ``"step"`` when it has its own
-    ``step`` or ``fused_step``, else None (a library rule)."""
-    try:
-        return _USER_KIND[cls]
-    except KeyError:
-        pass
-    if _defined_by_user(cls, "update"):
-        kind = "update"
-    elif (_defined_by_user(cls, "step") or _defined_by_user(cls, "fused_step")
-          or getattr(cls, "counts_in_step", None)):
-        kind = "step"
-    else:
-        kind = None
-    _USER_KIND[cls] = kind
-    return kind
+    return _user_info(cls)[0]
 
 
 def _user_step(opt):
     """The subclass's ``step`` or ``fused_step`` that this update runs, when it counts
-    the update itself; None when the library's path (which counts here) runs.
-
-    ``counts_in_step`` (class attribute) overrides the guess: True for a step that calls
-    ``_update_count``, False for a library-style step that expects the base to count."""
-    cls = type(opt)
-    name = "fused_step" if opt.use_fused_step else "step"
-    flag = getattr(cls, "counts_in_step", None)
-    if flag is None:
-        flag = _defined_by_user(cls, name)
-    return getattr(opt, name) if flag else None
+    the update itself; None when the library's path (which counts here) runs."""
+    _, step, fused, _ = _user_info(type(opt))
+    if opt.use_fused_step:
+        return opt.fused_step if fused else None
+    return opt.step if step else None
 
 
-def _takes_lists(method):
-    """Whether a subclass's ``update`` is written for lists (2.x names ``indices,
-    weights, ...``) rather than for one tensor (1.x names ``index, weight, ...``)."""
+def _takes_lists(function):
+    """Whether a subclass's ``update(self, ...)`` is written for lists (2.x names
+    ``indices, weights, ...``) rather than for one tensor (1.x names ``index, weight, ...``)."""
     import inspect
     try:
-        params = [p for p in inspect.signature(method).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        params = [p for p in inspect.signature(function).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]
     except (TypeError, ValueError):
         return True
     return not params or params[0].name in ("indices", "idxs") or params[0].name.endswith("s")
@@ -778,7 +776,7 @@ def _unwrapped_update(opt, indices, weights, grads, states):
             work_w.append(weight)
             work_g.append(grad)
             work_s.append(state)
-    if _user_update_kind(type(opt)) == "update" and not _takes_lists(opt.update):
+    if not _user_info(type(opt))[3]:
         for item in zip(indices, work_w, work_g, work_s):
             opt.update(*item)
     else:

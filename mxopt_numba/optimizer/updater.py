@@ -15,7 +15,7 @@ from .optimizer import Optimizer, _registry, _user_update_kind
 __all__ = ["Updater", "get_updater"]
 
 _SKIP_ATTRS = {"param_dict", "_plans", "_all_index_update_counts", "_index_update_count",
-               "norm_reducer"}
+               "norm_reducer", "_mp_swapped"}
 
 
 class _StateTable(dict):
@@ -264,9 +264,17 @@ def _scheduler_factories():
             sched.load_state_dict(state)
             return sched
         return make
-    return {name: factory(getattr(lr_scheduler, name)) for name in
-            ("LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler", "CosineScheduler")
-            if hasattr(lr_scheduler, name)}
+    # user subclasses already defined in this process are restored by class name too (the
+    # saved file names a class, it never brings code); the library's own names win
+    classes, stack = {}, list(lr_scheduler.LRScheduler.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        classes.setdefault(cls.__name__, cls)
+        stack.extend(cls.__subclasses__())
+    classes.update((name, getattr(lr_scheduler, name)) for name in
+                   ("LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler", "CosineScheduler")
+                   if hasattr(lr_scheduler, name))
+    return {name: factory(cls) for name, cls in classes.items()}
 
 
 def _check_disjoint_call(indices, weights, states):

@@ -2,11 +2,9 @@
 and state layouts, as thin subclasses of the 2.x optimizers.
 
 Where 1.x only differs in defaults or argument names, a class here passes the 1.x values
-to its 2.x parent.  Where the update formula differs, it launches the 1.x rule of the same
-kernel module (``kernels/<rule>.py``: ``*_v1_*``).  Adam, FTML, Adamax and Nadam differ
-only in that 1.x adds the weight decay *before* clipping (``clip(s*g + wd*w)``): with
-both clipping and weight decay on, they hand the 2.x kernels that gradient (rescale 1, no
-clip, no decay); otherwise the two are the same computation.
+to its 2.x parent.  Where the update formula differs, the 2.x parent's launch runs the
+1.x rule of the same kernel module instead (``kernels/<rule>.py``: ``*_v1_*``, same
+signature and table; ``rules_1x`` maps one to the other), on the CPU and on the GPU.
 
 1.x facts kept here (MXNet 1.9.1):
 
@@ -28,10 +26,16 @@ import numpy as np
 from .. import registry as _registry_mod
 from ..kernels import adadelta as _k_adadelta
 from ..kernels import adagrad as _k_adagrad
+from ..kernels import adam as _k_adam
+from ..kernels import adamax as _k_adamax
 from ..kernels import dcasgd as _k_dcasgd
+from ..kernels import ftml as _k_ftml
 from ..kernels import groupadagrad as _k_group
+from ..kernels import nadam as _k_nadam
 from ..kernels import nag as _k_nag
+from ..kernels import norms as _k_norms
 from ..kernels import rmsprop as _k_rmsprop
+from ..kernels import sgd as _k_sgd
 from ..kernels import testrule as _k_test
 from ..optimizer import optimizer as _base
 from ..optimizer import updater as _updater
@@ -45,6 +49,7 @@ from ..optimizer.ftrl import Ftrl as _Ftrl
 from ..optimizer.groupadagrad import GroupAdaGrad as _GroupAdaGrad
 from ..optimizer.lamb import LAMB as _LAMB
 from ..optimizer.lars import LARS as _LARS
+from ..optimizer.lars import launch_sums as _launch_sums
 from ..optimizer.lbsgd import LBSGD as _LBSGD
 from ..optimizer.nadam import Nadam as _Nadam
 from ..optimizer.nag import NAG as _NAG
@@ -53,7 +58,6 @@ from ..optimizer.sgd import SGD as _SGD
 from ..optimizer.sgld import SGLD as _SGLD
 from ..optimizer.signum import Signum as _Signum
 from ..optimizer.testrule import Test as _Test
-from ..sparse import RowSparseArray
 
 __all__ = ["AdaDelta", "AdaGrad", "Adam", "Adamax", "DCASGD", "FTML", "Ftrl", "GroupAdaGrad", "LAMB",
            "LARS", "LBSGD", "NAG", "Nadam", "Optimizer", "RMSProp", "SGD", "SGLD", "Signum", "Test",
@@ -141,36 +145,15 @@ class _StateFirstMP:
         return ret
 
 
-class _DecayBeforeClip:
-    """1.x Adam, FTML, Adamax and Nadam clip ``rescale_grad * g + wd * w``."""
+class _Rules1x:
+    """Where the 2.x parent launches a kernel whose rule changed in 2.x, launch the 1.x
+    rule instead: same module, same signature and table, ``*_v1_*`` in the name."""
 
-    def update(self, indices, weights, grads, states):
-        bound = self._clip_bound()
-        if bound < 0:
-            return super().update(indices, weights, grads, states)
-        idx, ws, gs, ss = _base._as_lists(indices, weights, grads, states)
-        wds = self._wd_array(idx)
-        if not wds.any():
-            return super().update(indices, weights, grads, states)
-        new_grads = [self._decayed_clipped(w, g, s, wd, bound) for w, g, s, wd in zip(ws, gs, ss, wds)]
-        saved = self.rescale_grad, self.clip_gradient, self.wd
-        self.rescale_grad, self.clip_gradient, self.wd = 1.0, None, 0.0
-        try:
-            return super().update(idx, ws, new_grads, ss)
-        finally:
-            self.rescale_grad, self.clip_gradient, self.wd = saved
+    #: 2.x kernel -> 1.x kernel
+    rules_1x = {}
 
-    def _decayed_clipped(self, weight, grad, state, wd, bound):
-        base = state[0] if self.uses_master(weight) else weight
-        ct = np.float64 if weight.dtype == np.float64 else np.float32
-        s, wd = ct(self.rescale_grad), ct(wd)
-        if isinstance(grad, RowSparseArray) and self.sparse_updates_rows():
-            rows = base.reshape(base.shape[0], -1)[grad.indices].reshape(grad.data.shape)
-            data = np.clip(grad.data.astype(ct) * s + wd * rows.astype(ct), -bound, bound)
-            return RowSparseArray(data, grad.indices, grad.shape)
-        if isinstance(grad, RowSparseArray):
-            grad = grad.todense()
-        return np.clip(grad.astype(ct) * s + wd * base.astype(ct), -bound, bound)
+    def _launch(self, kernel, *args, **kwargs):
+        return super()._launch(self.rules_1x.get(kernel, kernel), *args, **kwargs)
 
 
 # ---------------------------------------------------------------------- the base class
@@ -219,7 +202,7 @@ class ccSGD(SGD):  # noqa: N801  (MXNet's registered name)
 
 
 @register
-class NAG(_V1, _StateFirstMP, _NAG):
+class NAG(_V1, _Rules1x, _StateFirstMP, _NAG):
     """MXNet 1.x NAG: ``NAG(momentum=0.0, **kwargs)``, learning rate 0.01 unless given,
     multi-precision state ``(mom, weight32)``.  1.x updates the weight before the momentum,
     whose decay term then reads the new weight::
@@ -230,18 +213,13 @@ class NAG(_V1, _StateFirstMP, _NAG):
 
     Without momentum it is plain SGD."""
 
+    rules_1x = {_k_nag.multi_nag_mom_update_cpu: _k_nag.multi_nag_v1_mom_update_cpu}
+
     def __init__(self, momentum=0.0, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
         kwargs.setdefault("learning_rate", None)
         kwargs.setdefault("aggregate_num", 0)
         super().__init__(momentum=momentum, **kwargs)
-
-    def fused_step(self, indices, weights, grads, states):
-        if self.momentum == 0.0:
-            return super().fused_step(indices, weights, grads, states)
-        self._launch(_k_nag.multi_nag_v1_mom_update_cpu, indices, weights, grads, states,
-                     self._lr_array(indices), self._wd_array(indices),
-                     (self.momentum, self.rescale_grad, self._clip_bound()), n_states=1)
 
 
 @register
@@ -284,18 +262,23 @@ class LARS(_V1, _StateFirstMP, _LARS):
         if self.cur_lr is None:
             self.last_lr = lr
         self.cur_lr = lr
-        if self.__dict__.get("_base_momentum") is not None and self.momentum_correction and self.last_lr:
-            self.momentum = self._base_momentum * (self.cur_lr / self.last_lr)
         return lrs
 
     def fused_step(self, indices, weights, grads, states):
-        # the 2.x step reads the learning rates first, then the momentum it launches with
-        self._base_momentum = self.momentum
-        try:
+        if self.momentum == 0.0 or not self.momentum_correction:
             return super().fused_step(indices, weights, grads, states)
-        finally:
-            self.momentum = self._base_momentum
-            self._base_momentum = None
+        lrs, wds = self._lr_array(indices), self._wd_array(indices)
+        momentum = self.momentum * (self.cur_lr / self.last_lr) if self.last_lr else self.momentum
+        given = self._given_ratios(indices)
+        use = self._uses_trust(indices)
+        if given is not None:
+            lrs = lrs * given
+        elif use.any():
+            sums = _launch_sums(self, _k_norms.multi_sum_sq_cpu, indices, weights, grads, states, lrs, wds,
+                                (abs(self.rescale_grad),))
+            lrs = lrs * self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
+        self._launch(_k_sgd.multi_sgd_mom_update_cpu, indices, weights, grads, states, lrs, wds,
+                     (momentum, self.rescale_grad, self._clip_bound()), n_states=1)
 
 
 @register
@@ -304,7 +287,9 @@ class LBSGD(_V1, _LBSGD):
     which exists only in 1.x)."""
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **_no_2x_args(type(self), kwargs))
+        kwargs = _no_2x_args(type(self), kwargs)
+        kwargs.setdefault("aggregate_num", 0)
+        super().__init__(*args, **kwargs)
 
 
 @register
@@ -330,7 +315,7 @@ class SGLD(_V1, _SGLD):
 
 
 @register
-class DCASGD(_V1, _DCASGD):
+class DCASGD(_V1, _Rules1x, _DCASGD):
     """MXNet 1.x DCASGD: ``DCASGD(momentum=0.0, lamda=0.04, **kwargs)``, learning rate
     0.01 unless given.  The delay compensation uses the gradient without weight decay::
 
@@ -340,21 +325,14 @@ class DCASGD(_V1, _DCASGD):
 
     (MXNet 1.9.1 fails with momentum > 0; here it runs the formula above.)"""
 
+    rules_1x = {_k_dcasgd.multi_dcasgd_update_cpu: _k_dcasgd.multi_dcasgd_v1_update_cpu,
+                _k_dcasgd.multi_dcasgd_mom_update_cpu: _k_dcasgd.multi_dcasgd_v1_mom_update_cpu}
+
     def __init__(self, momentum=0.0, lamda=0.04, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
         kwargs.setdefault("learning_rate", None)
         kwargs.setdefault("aggregate_num", 0)
         super().__init__(momentum=momentum, lamda=lamda, **kwargs)
-
-    def fused_step(self, indices, weights, grads, states):
-        lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        if self.momentum == 0.0:
-            self._launch(_k_dcasgd.multi_dcasgd_v1_update_cpu, indices, weights, grads, states, lrs, wds,
-                         (self.lamda, self.rescale_grad, self._clip_bound()), n_states=1)
-        else:
-            self._launch(_k_dcasgd.multi_dcasgd_v1_mom_update_cpu, indices, weights, grads, states, lrs,
-                         wds, (self.momentum, self.lamda, self.rescale_grad, self._clip_bound()),
-                         n_states=2)
 
 
 @register
@@ -377,9 +355,11 @@ class LAMB(_V1, _LAMB):
 # ---------------------------------------------------------------------- adaptive family
 
 @register
-class Adam(_V1, _DecayBeforeClip, _Adam):
+class Adam(_V1, _Rules1x, _Adam):
     """MXNet 1.x Adam: ``lazy_update=True`` by default and ``g' = clip(rescale_grad * g +
     wd * w)``; otherwise the 2.x rule."""
+
+    rules_1x = {_k_adam.multi_adam_update_cpu: _k_adam.multi_adam_v1_update_cpu}
 
     def __init__(self, learning_rate=_base.DefaultValue(0.001), beta1=0.9, beta2=0.999, epsilon=1e-8,
                  lazy_update=True, **kwargs):
@@ -390,9 +370,11 @@ class Adam(_V1, _DecayBeforeClip, _Adam):
 
 
 @register
-class FTML(_V1, _DecayBeforeClip, _FTML):
+class FTML(_V1, _Rules1x, _FTML):
     """MXNet 1.x FTML: learning rate 0.01 unless given and ``g' = clip(rescale_grad * g +
     wd * w)``; otherwise the 2.x rule."""
+
+    rules_1x = {_k_ftml.multi_ftml_update_cpu: _k_ftml.multi_ftml_v1_update_cpu}
 
     def __init__(self, beta1=0.6, beta2=0.999, epsilon=1e-8, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
@@ -402,9 +384,11 @@ class FTML(_V1, _DecayBeforeClip, _FTML):
 
 
 @register
-class Adamax(_V1, _DecayBeforeClip, _Adamax):
+class Adamax(_V1, _Rules1x, _Adamax):
     """MXNet 1.x Adamax: no epsilon (``w <- w - lr / (1 - beta1^t) * m / u``, so a zero
     ``u`` gives inf or NaN as in MXNet) and ``g' = clip(rescale_grad * g + wd * w)``."""
+
+    rules_1x = {_k_adamax.multi_adamax_update_cpu: _k_adamax.multi_adamax_v1_update_cpu}
 
     def __init__(self, learning_rate=_base.DefaultValue(0.002), beta1=0.9, beta2=0.999, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
@@ -414,9 +398,11 @@ class Adamax(_V1, _DecayBeforeClip, _Adamax):
 
 
 @register
-class Nadam(_V1, _DecayBeforeClip, _Nadam):
+class Nadam(_V1, _Rules1x, _Nadam):
     """MXNet 1.x Nadam: ``g' = clip(rescale_grad * g + wd * w)``; otherwise the 2.x rule
     (including the library's per-parameter momentum schedule)."""
+
+    rules_1x = {_k_nadam.multi_nadam_update_cpu: _k_nadam.multi_nadam_v1_update_cpu}
 
     def __init__(self, learning_rate=_base.DefaultValue(0.001), beta1=0.9, beta2=0.999, epsilon=1e-8,
                  schedule_decay=0.004, **kwargs):
@@ -427,7 +413,7 @@ class Nadam(_V1, _DecayBeforeClip, _Nadam):
 
 
 @register
-class AdaGrad(_V1, _AdaGrad):
+class AdaGrad(_V1, _Rules1x, _AdaGrad):
     """MXNet 1.x AdaGrad: ``AdaGrad(eps=1e-7, **kwargs)``, learning rate 0.01 unless given::
 
         g' = clip(rescale_grad * g)
@@ -436,6 +422,8 @@ class AdaGrad(_V1, _AdaGrad):
 
     (epsilon inside the root, weight decay outside the adaptive part).  The history is
     float32 (float64 for float64 weights)."""
+
+    rules_1x = {_k_adagrad.multi_adagrad_update_cpu: _k_adagrad.multi_adagrad_v1_update_cpu}
 
     def __init__(self, eps=1e-7, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
@@ -447,16 +435,13 @@ class AdaGrad(_V1, _AdaGrad):
     def float_stable_eps(self):
         return self.epsilon
 
-    def fused_step(self, indices, weights, grads, states):
-        self._launch(_k_adagrad.multi_adagrad_v1_update_cpu, indices, weights, grads, states,
-                     self._lr_array(indices), self._wd_array(indices),
-                     (self.epsilon, self.rescale_grad, self._clip_bound()))
-
 
 @register
-class GroupAdaGrad(_V1, _GroupAdaGrad):
+class GroupAdaGrad(_V1, _Rules1x, _GroupAdaGrad):
     """MXNet 1.x GroupAdaGrad: ``GroupAdaGrad(eps=1e-5, **kwargs)``, epsilon inside the
     root: ``w <- w - lr * g' / sqrt(h_row + eps)``."""
+
+    rules_1x = {_k_group.multi_group_adagrad_update_cpu: _k_group.multi_group_adagrad_v1_update_cpu}
 
     def __init__(self, eps=1e-5, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
@@ -468,17 +453,9 @@ class GroupAdaGrad(_V1, _GroupAdaGrad):
     def float_stable_eps(self):
         return self.epsilon
 
-    def fused_step(self, indices, weights, grads, states):
-        self._check_wd()
-        cols = np.array([w.shape[1] for w in weights], dtype=np.int64)
-        coefs = np.stack([cols // _k_group.COLS_SPLIT, cols % _k_group.COLS_SPLIT, cols], axis=1)
-        self._launch(_k_group.multi_group_adagrad_v1_update_cpu, indices, weights, grads, states,
-                     self._lr_array(indices), self._wd_array(indices),
-                     (self.epsilon, self.rescale_grad, self._clip_bound()), coefs=coefs)
-
 
 @register
-class RMSProp(_V1, _RMSProp):
+class RMSProp(_V1, _Rules1x, _RMSProp):
     """MXNet 1.x RMSProp: ``RMSProp(learning_rate=0.001, gamma1=0.9, gamma2=0.9,
     epsilon=1e-8, centered=False, clip_weights=None, **kwargs)``::
 
@@ -489,6 +466,10 @@ class RMSProp(_V1, _RMSProp):
         then, if clip_weights: w <- clip(w, -clip_weights, clip_weights)
 
     States (float32, float64 for float64 weights): plain ``(n,)``, centered ``(n, a, d)``."""
+
+    rules_1x = {
+        _k_rmsprop.multi_rmsprop_update_cpu: _k_rmsprop.multi_rmsprop_v1_update_cpu,
+        _k_rmsprop.multi_rmsprop_centered_update_cpu: _k_rmsprop.multi_rmsprop_v1_centered_update_cpu}
 
     def __init__(self, learning_rate=_base.DefaultValue(0.001), gamma1=0.9, gamma2=0.9, epsilon=1e-8,
                  centered=False, clip_weights=None, **kwargs):
@@ -504,22 +485,9 @@ class RMSProp(_V1, _RMSProp):
         state = super().create_state(index, weight)
         return state if self.centered else (state,)
 
-    def fused_step(self, indices, weights, grads, states):
-        lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        one_minus = 1.0 - self.rho
-        if self.centered:
-            self._launch(_k_rmsprop.multi_rmsprop_v1_centered_update_cpu, indices, weights, grads, states,
-                         lrs, wds, (self.rho, one_minus, self.momentum, self.epsilon,
-                                    self._clip_weights_bound(), self.rescale_grad, self._clip_bound()),
-                         n_states=3)
-        else:
-            self._launch(_k_rmsprop.multi_rmsprop_v1_update_cpu, indices, weights, grads, states,
-                         lrs, wds, (self.rho, one_minus, self.epsilon, self._clip_weights_bound(),
-                                    self.rescale_grad, self._clip_bound()), n_states=1)
-
 
 @register
-class AdaDelta(_V1, _AdaDelta):
+class AdaDelta(_V1, _Rules1x, _AdaDelta):
     """MXNet 1.x AdaDelta: ``AdaDelta(rho=0.9, epsilon=1e-5, **kwargs)``, no learning
     rate, weight decay outside the statistics::
 
@@ -529,17 +497,13 @@ class AdaDelta(_V1, _AdaDelta):
         acc_delta <- rho * acc_delta + (1 - rho) * delta^2
         w         <- w - (delta + wd * w)"""
 
+    rules_1x = {_k_adadelta.multi_adadelta_update_cpu: _k_adadelta.multi_adadelta_v1_update_cpu}
+
     def __init__(self, rho=0.9, epsilon=1e-5, **kwargs):
         kwargs = _no_2x_args(type(self), kwargs)
         kwargs.setdefault("learning_rate", None)
         kwargs.setdefault("aggregate_num", 0)
         super().__init__(rho=rho, epsilon=epsilon, **kwargs)
-
-    def fused_step(self, indices, weights, grads, states):
-        self._launch(_k_adadelta.multi_adadelta_v1_update_cpu, indices, weights, grads, states,
-                     self._lr_array(indices), self._wd_array(indices),
-                     (self.rho, 1.0 - self.rho, self.epsilon, self.rescale_grad, self._clip_bound()),
-                     n_states=2)
 
 
 @register
@@ -579,13 +543,38 @@ class Test(_V1, _Test):
 
 class Updater(_updater.Updater):
     """MXNet 1.x Updater: aggregates when ``aggregate_num > 0`` (SGD, LARS, LAMB by
-    default); saved optimizers are looked up among the 1.x classes."""
+    default: chunks of ``aggregate_num`` tensors of one dtype per call); otherwise it calls
+    ``update_multi_precision(index, weight, grad, state)`` once per index with scalars, as
+    1.x optimizers written for one tensor expect.  Saved optimizers are looked up among
+    the 1.x classes."""
 
     optimizer_registry = _registry
 
     @property
     def aggregate_updates(self):
         return self.optimizer.aggregate_num > 0
+
+    def __call__(self, index, grad, weight):
+        if self.aggregate_updates:
+            return super().__call__(index, grad, weight)
+        if isinstance(index, (list, tuple)):
+            if not isinstance(grad, (list, tuple)) or not isinstance(weight, (list, tuple)):
+                raise TypeError("grad and weight must be lists when index is a list")
+            if not len(index) == len(grad) == len(weight):
+                raise ValueError("index, grad and weight lists differ in length: %d, %d, %d"
+                                 % (len(index), len(grad), len(weight)))
+            items = zip(index, grad, weight)
+        else:
+            items = ((index, grad, weight),)
+        opt = self.optimizer
+        opt._set_current_device(0)
+        for i, g, w in items:
+            if isinstance(i, bytes):
+                i = i.decode()
+            if i not in self.states:
+                self.states[i] = opt.create_state_multi_precision(i, w)
+                self.states_synced[i] = True
+            opt.update_multi_precision(i, w, g, self.states[i])
 
 
 def get_updater(optimizer):
