@@ -35,8 +35,22 @@ def _jit(func, **options):
             return njit(cache=True, **options)(func)
         except RuntimeError:
             # no writable cache location at all (read-only package and home): compile per process
-            pass
+            _warn_no_cache()
     return njit(**options)(func)
+
+
+_warned_no_cache = False
+
+
+def _warn_no_cache():
+    global _warned_no_cache
+    if not _warned_no_cache:
+        _warned_no_cache = True
+        import warnings
+        warnings.warn("mxopt_numba cannot cache its compiled kernels: neither the package folder nor "
+                      "a user cache folder is writable, so every process compiles them again (seconds "
+                      "per kernel). Set NUMBA_CACHE_DIR to a writable folder to keep them.",
+                      RuntimeWarning, stacklevel=3)
 
 
 def cpu_kernel(func):

@@ -19,7 +19,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["PlanHeaders", "OK", "STALE", "SLOW", "first_overlap", "usable", "item_ids", "holds"]
+__all__ = ["PlanHeaders", "OK", "STALE", "SLOW", "usable", "item_ids", "ids_of", "holds"]
 
 OK, STALE, SLOW = 0, 1, 2
 
@@ -132,6 +132,11 @@ def item_ids(seq, out=None):
     return np.fromiter(map(id, seq), dtype=np.int64, count=n)
 
 
+def ids_of(seq):
+    """``id`` of every item of ``seq`` (plan building: no compiled code on a first call)."""
+    return np.fromiter(map(id, seq), dtype=np.int64, count=len(seq))
+
+
 def holds(seq, ids):
     """True when ``seq`` holds exactly the objects whose ids are ``ids`` (kept alive by
     the caller)."""
@@ -191,23 +196,6 @@ def _check(ndarray_type, w_ids, w_addr, w_descr, w_size, g_ids, g_owner, g_descr
                 return SLOW
         g_addr[k] = addr
     return OK
-
-
-@njit(cache=True)
-def first_overlap(starts, ends, g_starts, g_ends):
-    """Position of the first interval ``[g_starts, g_ends)`` overlapping one of the sorted,
-    disjoint intervals ``[starts, ends)``, or -1."""
-    for k in range(g_starts.size):
-        lo, hi = 0, starts.size
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if starts[mid] < g_ends[k]:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo > 0 and ends[lo - 1] > g_starts[k]:
-            return k
-    return -1
 
 
 class PlanHeaders:

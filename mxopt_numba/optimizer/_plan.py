@@ -356,6 +356,17 @@ def check_disjoint(be, arrays, names):
     return s_sorted, e_sorted, [names[keep[i]] for i in order]
 
 
+def _first_overlap(starts, ends, g_starts, g_ends):
+    """Position of the first interval ``[g_starts, g_ends)`` overlapping one of the sorted,
+    disjoint intervals ``[starts, ends)``, or -1 (vectorised: plans are built without
+    compiled code, so a first call loads no more than its kernel)."""
+    if not starts.size or not g_starts.size:
+        return -1
+    j = np.searchsorted(starts, g_ends, side="left") - 1
+    hits = np.nonzero((j >= 0) & (ends[np.maximum(j, 0)] > g_starts))[0]
+    return int(hits[0]) if hits.size else -1
+
+
 def _check_overlaps(be, checked):
     """No written array (weight, master, state) may share memory with another array of
     the call, and no gradient with a written array: the kernels run tensors in parallel."""
@@ -374,7 +385,7 @@ def _check_overlaps(be, checked):
     if not dense or not s_sorted.size:
         return
     g_starts, g_ends = _intervals(be, [g for _, g in dense])
-    hit = _headers.first_overlap(s_sorted, e_sorted, g_starts, g_ends)
+    hit = _first_overlap(s_sorted, e_sorted, g_starts, g_ends)
     if hit >= 0:
         k = dense[hit][0]
         j = np.searchsorted(s_sorted, g_ends[hit], side="left") - 1
@@ -414,7 +425,7 @@ def _start(be, opt, key, indices, weights, states, checked, rows):
     plan.indices = PlanList(indices, plan)
     plan.weights = PlanList([c[0] for c in checked], plan)
     plan.weight_objs = list(weights)
-    plan.weight_ids = _headers.item_ids(plan.weight_objs).copy()
+    plan.weight_ids = _headers.ids_of(plan.weight_objs)
     plan.states = list(states)
     plan.rule_states = plan.states if be is HOST else [map_state(s, be.normalised) for s in states]
     plan.mutable_states = [(k, state_leaves(s)) for k, s in enumerate(states) if _has_list(s)]
@@ -551,7 +562,7 @@ def _check_grad_overlaps(be, plan, checked):
     starts, ends = _intervals(be, keep)
     order = np.argsort(starts)
     g_starts, g_ends = _intervals(be, [g for _, g in dense])
-    hit = _headers.first_overlap(starts[order], ends[order], g_starts, g_ends)
+    hit = _first_overlap(starts[order], ends[order], g_starts, g_ends)
     if hit >= 0:
         raise ValueError("grads[%d] shares memory with a weight or state of the call: pass a separate "
                          "gradient array" % dense[hit][0])

@@ -176,7 +176,7 @@ class Updater:
         entry = _Entry()
         entry.version = self._states.version
         entry.weights = list(weights)        # kept, so that their ids name them
-        entry.weight_ids = _headers.item_ids(entry.weights).copy()
+        entry.weight_ids = _headers.ids_of(entry.weights)
         entry.chunks = []
         for members in groups:
             for start in range(0, len(members), size):
