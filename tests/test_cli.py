@@ -199,3 +199,35 @@ def test_workload_presets():
         workloads.shapes("resnet")
     w, g = workloads.make_arrays("tiny", np.float16)
     assert [a.shape for a in w] == workloads.shapes("tiny") and g[0].dtype == np.float16
+
+
+def test_bench_flags_an_unstable_machine():
+    from mxopt_numba import cli_bench
+    steady = {"copy_ms": 1.0, "spread": 0.02}
+    calm = {"optimizer": "adam", "preset": "tiny", "spread": {"step": 0.05, "copy": 0.03}}
+    calm["unstable"] = cli_bench.unstable_reasons(calm)
+    assert calm["unstable"] == []
+    assert cli_bench.machine_stability(steady, dict(steady, copy_ms=1.1), [calm])["unstable"] is False
+    noisy = {"optimizer": "sgd", "preset": "tiny", "spread": {"step": 3.0, "copy": 0.5, "torch": 40.0}}
+    noisy["unstable"] = cli_bench.unstable_reasons(noisy)
+    assert len(noisy["unstable"]) == 3 and "copy-kernel" in noisy["unstable"][0]
+    verdict = cli_bench.machine_stability(steady, dict(steady, copy_ms=3.0), [calm, noisy])
+    assert verdict["unstable"] is True
+    assert any("before the run" in r for r in verdict["reasons"])
+    assert any("1 of 2 measurements" in r for r in verdict["reasons"])
+    loaded = cli_bench.machine_stability(dict(steady, spread=0.9), steady, [calm])
+    assert loaded["unstable"] and "calibration copy before" in loaded["reasons"][0]
+
+
+def test_bench_json_reports_stability(tmp_path):
+    out = tmp_path / "bench.json"
+    run = run_module("bench", "--optimizer", "sgd", "--preset", "tiny", "--dtype", "float32",
+                  "--repeats", "3", "--min-time", "0.001", "--json", str(out))
+    assert run.returncode == 0, run.stderr
+    data = json.loads(out.read_text())
+    stability = data["stability"]
+    assert set(stability) >= {"unstable", "reasons", "calibration_before", "calibration_after"}
+    assert stability["unstable"] == bool(stability["reasons"])
+    assert "spread" in data["results"][0] and "unstable" in data["results"][0]
+    if stability["unstable"]:
+        assert "unreliable" in run.stdout

@@ -121,20 +121,30 @@ class LARS(Optimizer):
 
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        use = self._uses_trust(indices)
-        plan = _plan.plan_of(weights)
-        if plan is not None and plan.rows:
-            lrs = lrs * self._row_ratios(plan)
-        elif use.any():
-            sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
-                               lrs, wds, (abs(self.rescale_grad),))
-            lrs = lrs * self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
+        lrs = lrs * self._trust_ratios(indices, weights, grads, states, lrs, wds)
         if self.momentum == 0.0:
             self._launch(sgd_kernels.multi_sgd_update_cpu, indices, weights, grads, states, lrs, wds,
                          (self.rescale_grad, self._clip_bound()), n_states=0)
         else:
             self._launch(sgd_kernels.multi_sgd_mom_update_cpu, indices, weights, grads, states, lrs,
-                         wds, (self.momentum, self.rescale_grad, self._clip_bound()), n_states=1)
+                         wds, (self._momentum_now(), self.rescale_grad, self._clip_bound()), n_states=1)
+
+    def _trust_ratios(self, indices, weights, grads, states, lrs, wds):
+        """Each tensor's trust ratio (1 where it gets none): from the whole tensors of a lazy
+        row-sparse update, else from one reduction over the chunk."""
+        plan = _plan.plan_of(weights)
+        if plan is not None and plan.rows:
+            return self._row_ratios(plan)
+        use = self._uses_trust(indices)
+        if not use.any():
+            return np.ones(len(indices))
+        sums = launch_sums(self, norm_kernels.multi_sum_sq_cpu, indices, weights, grads, states,
+                           lrs, wds, (abs(self.rescale_grad),))
+        return self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
+
+    def _momentum_now(self):
+        """The momentum of this step's kernel (MXNet 1.x rescales it when lr changes)."""
+        return self.momentum
 
 
 def _host(a):

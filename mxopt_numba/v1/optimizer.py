@@ -33,9 +33,7 @@ from ..kernels import ftml as _k_ftml
 from ..kernels import groupadagrad as _k_group
 from ..kernels import nadam as _k_nadam
 from ..kernels import nag as _k_nag
-from ..kernels import norms as _k_norms
 from ..kernels import rmsprop as _k_rmsprop
-from ..kernels import sgd as _k_sgd
 from ..kernels import testrule as _k_test
 from ..optimizer import optimizer as _base
 from ..optimizer import updater as _updater
@@ -49,7 +47,6 @@ from ..optimizer.ftrl import Ftrl as _Ftrl
 from ..optimizer.groupadagrad import GroupAdaGrad as _GroupAdaGrad
 from ..optimizer.lamb import LAMB as _LAMB
 from ..optimizer.lars import LARS as _LARS
-from ..optimizer.lars import launch_sums as _launch_sums
 from ..optimizer.lbsgd import LBSGD as _LBSGD
 from ..optimizer.nadam import Nadam as _Nadam
 from ..optimizer.nag import NAG as _NAG
@@ -264,21 +261,11 @@ class LARS(_V1, _StateFirstMP, _LARS):
         self.cur_lr = lr
         return lrs
 
-    def fused_step(self, indices, weights, grads, states):
-        if self.momentum == 0.0 or not self.momentum_correction:
-            return super().fused_step(indices, weights, grads, states)
-        lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        momentum = self.momentum * (self.cur_lr / self.last_lr) if self.last_lr else self.momentum
-        given = self._given_ratios(indices)
-        use = self._uses_trust(indices)
-        if given is not None:
-            lrs = lrs * given
-        elif use.any():
-            sums = _launch_sums(self, _k_norms.multi_sum_sq_cpu, indices, weights, grads, states, lrs, wds,
-                                (abs(self.rescale_grad),))
-            lrs = lrs * self._ratios(use, np.sqrt(sums[:, 0]), np.sqrt(sums[:, 1]), wds)
-        self._launch(_k_sgd.multi_sgd_mom_update_cpu, indices, weights, grads, states, lrs, wds,
-                     (momentum, self.rescale_grad, self._clip_bound()), n_states=1)
+    def _momentum_now(self):
+        # MXNet 1.x's momentum correction: the momentum follows the change of the base rate
+        if self.momentum_correction and self.last_lr:
+            return self.momentum * (self.cur_lr / self.last_lr)
+        return self.momentum
 
 
 @register
