@@ -19,8 +19,9 @@ class StateFormatError(ValueError):
 
 
 class _Writer:
-    def __init__(self):
+    def __init__(self, encode_object=None):
         self.arrays = {}
+        self.encode_object = encode_object
 
     def encode(self, value, where="value"):
         """JSON-ready tagged form of ``value``; arrays go to ``self.arrays``."""
@@ -47,17 +48,16 @@ class _Writer:
         if isinstance(value, dict):
             return {"$dict": [[self.encode(k, where), self.encode(v, "%s[%r]" % (where, k))]
                               for k, v in value.items()]}
-        state_dict = getattr(value, "state_dict", None)
-        if callable(state_dict) and hasattr(value, "load_state_dict"):
-            return {"$object": type(value).__name__, "module": type(value).__module__,
-                    "state": self.encode(state_dict(), where)}
+        if self.encode_object is not None:
+            path, state = self.encode_object(value, where)
+            return {"$object": path, "state": self.encode(state, where)}
         raise TypeError("cannot save %s of type %s" % (where, type(value).__name__))
 
 
 class _Reader:
-    def __init__(self, archive, factories):
+    def __init__(self, archive, decode_object):
         self.archive = archive
-        self.factories = factories
+        self.decode_object = decode_object
 
     def decode(self, value):
         if value is None or isinstance(value, (bool, int, float, str)):
@@ -87,10 +87,14 @@ class _Reader:
                     out[key] = self.decode(pair[1])
                 return out
             if "$object" in value:
-                make = self.factories.get(value["$object"])
-                if make is None:
-                    raise StateFormatError("cannot restore an object of class %r" % value["$object"])
-                return make(self.decode(value["state"]))
+                path = value["$object"]
+                if not isinstance(path, str):
+                    raise StateFormatError("bad object class %r" % (path,))
+                if ":" not in path and isinstance(value.get("module"), str):
+                    path = "%s:%s" % (value["module"], path)    # files of version 1 before class paths
+                if self.decode_object is None:
+                    raise StateFormatError("cannot restore an object of class %r here" % path)
+                return self.decode_object(path, self.decode(value.get("state")))
         raise StateFormatError("unexpected entry %r" % (value,)[:100])
 
 
@@ -100,10 +104,14 @@ def _list(x):
     return x
 
 
-def dumps(kind, payload):
-    """Serialise ``payload`` (nested dict/list/tuple of numbers, strings, arrays and
-    objects with ``state_dict``) as bytes tagged with ``kind``."""
-    writer = _Writer()
+def dumps(kind, payload, encode_object=None):
+    """Serialise ``payload`` (nested dict/list/tuple of numbers, strings and arrays) as
+    bytes tagged with ``kind``.
+
+    ``encode_object(value, where) -> ("module:QualName", state)`` handles any other
+    value (or raises ``TypeError``); without it such values raise ``TypeError``.  All
+    checks happen while encoding, before any byte is produced."""
+    writer = _Writer(encode_object)
     meta = {"format": FORMAT, "version": VERSION, "kind": kind, "payload": writer.encode(payload, kind)}
     buf = io.BytesIO()
     text = json.dumps(meta, allow_nan=True)
@@ -111,8 +119,9 @@ def dumps(kind, payload):
     return buf.getvalue()
 
 
-def loads(data, kind, factories=None):
-    """Inverse of :func:`dumps`; ``factories`` maps class names to ``fn(state) -> object``."""
+def loads(data, kind, decode_object=None):
+    """Inverse of :func:`dumps`; ``decode_object(path, state) -> object`` rebuilds what
+    ``encode_object`` stored (and raises :class:`StateFormatError` when it cannot)."""
     if isinstance(data, (bytearray, memoryview)):
         data = bytes(data)
     if not isinstance(data, bytes):
@@ -134,7 +143,7 @@ def loads(data, kind, factories=None):
             if meta.get("kind") != kind:
                 raise StateFormatError("state file holds %r, expected %r" % (meta.get("kind"), kind))
             arrays = {name: archive[name] for name in files if name != "__meta__"}
-            return _Reader(arrays, factories or {}).decode(meta.get("payload"))
+            return _Reader(arrays, decode_object).decode(meta.get("payload"))
     except StateFormatError:
         raise
     except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError, UnicodeDecodeError,

@@ -82,7 +82,8 @@ processes on a node would outnumber its cores.
 Checkpoints (:meth:`DistributedTrainer.save_states`): with sharding every process writes
 its own file ``<fname>.<rank>-of-<size>`` (atomically), then rank 0 writes ``fname``, a
 small manifest naming the shards and the layout, so a checkpoint whose manifest exists is
-complete.  :meth:`~DistributedTrainer.load_states` on the same number of processes reads
+complete.  A symbolic link as ``fname`` stays a link: the manifest replaces its target
+and the shards go beside the target.  :meth:`~DistributedTrainer.load_states` on the same number of processes reads
 its own shard; on another number (or without sharding, or from a single-process
 :meth:`Trainer.save_states` file) it reads every shard and cuts the states again, which
 works for states shaped like their weight (every element-wise rule) and otherwise stops
@@ -922,7 +923,10 @@ class DistributedTrainer(Trainer):
             return
         token = comm.broadcast_object(uuid.uuid4().hex if comm.rank == self._root else None, self._root)
         layout = self._layout()
-        shards = [_shard_name(fname, r, comm.size) for r in range(comm.size)]
+        # shards go beside the manifest's real file, where load_states looks for them
+        # (fname may be a symbolic link to another folder)
+        real = os.path.realpath(fname)
+        shards = [_shard_name(real, r, comm.size) for r in range(comm.size)]
         error = None
         try:
             payload = {"token": token, "rank": comm.rank, "size": comm.size, "partition": self._partition,
@@ -1002,7 +1006,7 @@ class DistributedTrainer(Trainer):
             same = (self._shard and manifest["size"] == self._comm.size
                     and json.loads(manifest["layout"]) == self._layout()
                     and manifest.get("partition") == self._partition)
-            folder = os.path.dirname(os.path.abspath(fname))
+            folder = os.path.dirname(os.path.realpath(fname))
             paths = [os.path.join(folder, s) for s in manifest["shards"]]
             if len(paths) != manifest["size"]:
                 raise StateFormatError("%s lists %d shards for %d processes"

@@ -28,11 +28,25 @@ Differences from MXNet, all in error handling only:
 ``state_dict()`` / ``load_state_dict(d)`` save and restore a scheduler as a plain dict of
 JSON-compatible values (no pickle needed); :func:`from_state_dict` rebuilds one from such a
 dict.
+
+Your own schedulers.  Subclass :class:`LRScheduler` and implement ``__call__``; optimizer
+checkpoints (``Trainer.save_states``, ``Updater.get_states(dump_optimizer=True)``) then
+store the class as ``"module:QualName"`` next to its ``state_dict()``.  The default
+``state_dict`` of a subclass stores every instance attribute, which works when they hold
+numbers, strings, None, lists, tuples, dicts with string keys and other schedulers;
+override ``state_dict``/``load_state_dict`` for anything else.  Saving refuses, before
+writing anything, a scheduler that could not be restored (a plain function, a class
+defined inside a function, an attribute of another type).  Loading never imports a
+module: import the module that defines the class before loading the checkpoint.
 """
 
 import logging
 import math
 import numbers
+import sys
+
+from . import _state_io
+from ._state_io import StateFormatError
 
 __all__ = [
     "LRScheduler",
@@ -155,12 +169,27 @@ class LRScheduler:
     def state_dict(self):
         """The scheduler's configuration and mutable state as a JSON-compatible dict.
 
-        The dict holds ``"class"`` (the class name) and one entry per attribute of
-        ``_state_fields`` (``base_lr``, ``count``, ``cur_step_ind``, ...). Loading it into a
-        scheduler of the same class with :meth:`load_state_dict` (or rebuilding one with
-        :func:`from_state_dict`) gives a scheduler that returns exactly the same values.
+        For the classes of this module the dict holds ``"class"`` (the class name) and one
+        entry per attribute of ``_state_fields`` (``base_lr``, ``count``, ``cur_step_ind``,
+        ...). Loading it into a scheduler of the same class with :meth:`load_state_dict`
+        (or rebuilding one with :func:`from_state_dict`) gives a scheduler that returns
+        exactly the same values.
+
+        For a subclass defined elsewhere the dict holds ``"class"`` and ``"attrs"``, every
+        instance attribute in a tagged JSON form (tuples, dicts and nested schedulers
+        keep their type).  ``TypeError`` names the first attribute that has no such form;
+        override this method and :meth:`load_state_dict` to store such values yourself.
         """
-        d = {"class": type(self).__name__}
+        name = type(self).__name__
+        if not _builtin(type(self)):
+            attrs = getattr(self, "__dict__", None)
+            if attrs is None:
+                raise TypeError("%s has no instance __dict__ (__slots__?), so the default "
+                                "state_dict cannot see its state; override state_dict() and "
+                                "load_state_dict()" % name)
+            return {"class": name,
+                    "attrs": {k: _encode_attr(v, "%s.%s" % (name, k)) for k, v in attrs.items()}}
+        d = {"class": name}
         for key in self._state_fields:
             d[key] = _plain(getattr(self, key))
         return d
@@ -174,6 +203,21 @@ class LRScheduler:
         if cls_name != type(self).__name__:
             raise ValueError("%s.load_state_dict: state is for class %r, expected %r"
                              % (type(self).__name__, cls_name, type(self).__name__))
+        if not _builtin(type(self)):
+            attrs = state.get("attrs")
+            if set(state) - {"class"} != {"attrs"} or not isinstance(attrs, dict):
+                raise ValueError("%s.load_state_dict: expected the keys 'class' and 'attrs' (what "
+                                 "state_dict() of a subclass returns), got %s"
+                                 % (type(self).__name__, sorted(map(str, state))))
+            where = type(self).__name__ + ".%s"
+            values = {}
+            for k, v in attrs.items():
+                if not isinstance(k, str):
+                    raise ValueError("%s.load_state_dict: attribute names must be str, got %r"
+                                     % (type(self).__name__, k))
+                values[k] = _decode_attr(v, where % k)
+            vars(self).update(values)
+            return self
         fields = set(self._state_fields)
         unknown = sorted(k for k in state if k != "class" and k not in fields)
         if unknown:
@@ -449,6 +493,11 @@ _CLASSES = {c.__name__: c for c in (LRScheduler, FactorScheduler, MultiFactorSch
                                     PolyScheduler, CosineScheduler)}
 
 
+def _builtin(cls):
+    """True for the classes of this module, whose state_dict has a fixed field list."""
+    return _CLASSES.get(cls.__name__) is cls
+
+
 def from_state_dict(state):
     """Build a scheduler from a dict returned by ``state_dict()`` (class taken from it)."""
     if not isinstance(state, dict):
@@ -460,3 +509,133 @@ def from_state_dict(state):
                          % (sorted(_CLASSES), cls_name))
     obj = cls.__new__(cls)
     return obj.load_state_dict(state)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def _class_path(cls):
+    return "%s:%s" % (cls.__module__, cls.__qualname__)
+
+
+def _resolve(path):
+    """The LRScheduler subclass named ``"module:QualName"``.
+
+    Only modules already in ``sys.modules`` are searched, through their ``__dict__``
+    (no import, no module ``__getattr__``): a state file names a class, it never decides
+    which code gets loaded."""
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise StateFormatError("a scheduler class must be named 'module:QualName', got %r" % (path,))
+    module_name, qualname = path.split(":")
+    module = sys.modules.get(module_name)
+    if module is None:
+        raise StateFormatError(
+            "the checkpoint holds a learning-rate scheduler of class %r, but module %r is not "
+            "imported; import it (the module that defines %s) before loading: loading never "
+            "imports modules itself" % (path, module_name, qualname))
+    obj = module
+    for part in qualname.split("."):
+        namespace = getattr(obj, "__dict__", None)
+        obj = namespace.get(part) if namespace is not None else None
+        if obj is None:
+            break
+    if not (isinstance(obj, type) and issubclass(obj, LRScheduler)):
+        raise StateFormatError(
+            "the checkpoint holds a learning-rate scheduler of class %r, but module %r has no "
+            "LRScheduler subclass %r; import the module that defines it (under that name) "
+            "before loading" % (path, module_name, qualname))
+    return obj
+
+
+def _restore(cls, state, path):
+    obj = cls.__new__(cls)
+    try:
+        obj.load_state_dict(state)
+    except StateFormatError:
+        raise
+    except Exception as exc:    # user code: whatever it raises, the file does not fit it
+        raise StateFormatError("cannot restore the learning-rate scheduler %r: %s: %s"
+                               % (path, type(exc).__name__, exc)) from None
+    return obj
+
+
+def _checked_path(sched, where):
+    """``"module:QualName"`` of ``sched``'s class, after checking it resolves back to it."""
+    cls = type(sched)
+    path = _class_path(cls)
+    try:
+        found = _resolve(path)
+    except StateFormatError:
+        found = None
+    if found is not cls:
+        raise TypeError("cannot save %s: its class %s cannot be found again as %r (defined "
+                        "inside a function, or replaced under that name), so the checkpoint "
+                        "could not be loaded; define the class at the top level of a module"
+                        % (where, cls.__qualname__, path))
+    return path
+
+
+def _encode_attr(value, where):
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, list):
+        return [_encode_attr(v, "%s[%d]" % (where, i)) for i, v in enumerate(value)]
+    if isinstance(value, tuple):
+        return {"$tuple": [_encode_attr(v, "%s[%d]" % (where, i)) for i, v in enumerate(value)]}
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise TypeError("cannot save %s: dict keys must be str, got %r" % (where, k))
+            out[k] = _encode_attr(v, "%s[%r]" % (where, k))
+        return {"$dict": out}
+    if isinstance(value, LRScheduler):
+        return {"$scheduler": _checked_path(value, where), "state": value.state_dict()}
+    raise TypeError("cannot save %s: it holds a %s (%r); a scheduler's state may hold only "
+                    "numbers, strings, None, lists, tuples, dicts with str keys and other "
+                    "LRSchedulers; override state_dict() and load_state_dict() to store it "
+                    "another way" % (where, type(value).__name__, value))
+
+
+def _decode_attr(value, where):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, list):
+        return [_decode_attr(v, where) for v in value]
+    if isinstance(value, dict):
+        if set(value) == {"$tuple"} and isinstance(value["$tuple"], list):
+            return tuple(_decode_attr(v, where) for v in value["$tuple"])
+        if set(value) == {"$dict"} and isinstance(value["$dict"], dict):
+            return {k: _decode_attr(v, where) for k, v in value["$dict"].items()}
+        if set(value) == {"$scheduler", "state"}:
+            path = value["$scheduler"]
+            return _restore(_resolve(path), value["state"], path)
+    raise StateFormatError("%s: unexpected saved value %r" % (where, value))
+
+
+def _to_checkpoint(value, where):
+    """``(class path, state)`` of a scheduler for a state file; ``TypeError`` (before
+    anything is written) when the file could not give it back."""
+    if not isinstance(value, LRScheduler):
+        raise TypeError("cannot save %s: it is a %s, and a checkpoint can hold only "
+                        "mxopt_numba.lr_scheduler.LRScheduler objects besides numbers, strings "
+                        "and arrays; for a schedule, subclass LRScheduler and implement "
+                        "__call__" % (where, type(value).__name__))
+    path = _checked_path(value, where)
+    state = value.state_dict()
+    # A dry run through the file format: what state_dict gave must load into a fresh
+    # instance, or saving would write a checkpoint that cannot be loaded.
+    try:
+        blob = _state_io.dumps("lr_scheduler", state, encode_object=_to_checkpoint)
+        _restore(type(value), _state_io.loads(blob, "lr_scheduler", decode_object=_from_checkpoint), path)
+    except StateFormatError as exc:
+        raise TypeError("cannot save %s: its state_dict() does not load back (%s); fix "
+                        "%s.state_dict/load_state_dict" % (where, exc, type(value).__qualname__)) from None
+    return path, state
+
+
+def _from_checkpoint(path, state):
+    """Inverse of :func:`_to_checkpoint`."""
+    return _restore(_resolve(path), state, path)

@@ -166,11 +166,25 @@ class Parameter:
 
     def set_data(self, value):
         """Copy ``value`` into the weight array (same object, so cached plans stay valid)."""
-        value = np.asarray(value)
-        if value.shape != self._data.shape:
-            raise ValueError("Parameter %r: new data has shape %s, expected %s"
-                             % (self._name, value.shape, self._data.shape))
+        value = self._incoming(value, self._data, "new data")
         np.copyto(self._data, value, casting="same_kind")
+
+    def _incoming(self, value, buffer, what):
+        """``value`` as an array that fits ``buffer``; errors name the parameter."""
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError("Parameter %r: %s must be an array of real numbers of shape %s, "
+                            "got %s (%s)" % (self._name, what, buffer.shape,
+                                             type(value).__name__, exc)) from None
+        if value.shape != buffer.shape:
+            raise ValueError("Parameter %r: %s has shape %s, expected %s"
+                             % (self._name, what, value.shape, buffer.shape))
+        if not np.can_cast(value.dtype, buffer.dtype, "same_kind"):
+            raise TypeError("Parameter %r: %s has dtype %s, expected real numbers (a float, "
+                            "integer or bool array) to store in its %s buffer"
+                            % (self._name, what, value.dtype, buffer.dtype))
+        return value
 
     @property
     def grad(self):
@@ -189,10 +203,7 @@ class Parameter:
         self._fresh = True
 
     def _copy_into_grad(self, value, add):
-        value = np.asarray(value)
-        if value.shape != self._data.shape:
-            raise ValueError("Parameter %r: gradient has shape %s, expected %s"
-                             % (self._name, value.shape, self._data.shape))
+        value = self._incoming(value, self._grad, "gradient")
         if add:
             np.add(self._grad, value, out=self._grad, casting="same_kind")
         else:

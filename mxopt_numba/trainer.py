@@ -22,6 +22,7 @@ import tempfile
 import warnings
 
 from . import _state_io
+from . import random as _random
 from .optimizer import Optimizer, create
 from .optimizer.optimizer import state_leaves
 from .optimizer.updater import Updater
@@ -197,9 +198,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ save / load
     def save_states(self, fname):
-        """Write the optimizer's states and settings (update counts, scheduler) to
-        ``fname``, atomically: a temporary file in the same folder, then a rename, so an
-        interrupted save never leaves a truncated file behind.  No pickle inside."""
+        """Write the optimizer's states and settings (update counts, scheduler, the
+        library's random stream) to ``fname``, atomically: a temporary file in the same
+        folder, then a rename, so an interrupted save never leaves a truncated file
+        behind.  When ``fname`` is a symbolic link, its target is replaced and the link
+        stays.  No pickle inside.
+
+        Raises ``TypeError``, before touching the file, when the optimizer holds
+        something a checkpoint could not restore (a learning-rate scheduler that is not
+        an :class:`~mxopt_numba.lr_scheduler.LRScheduler`, or whose class or attributes
+        cannot be saved)."""
         _atomic_write(fname, self._updater.get_states(dump_optimizer=True))
 
     def load_states(self, fname):
@@ -216,12 +224,14 @@ class Trainer:
             data = f.read()
         updater = Updater(self.optimizer)
         try:
-            updater.set_states(data)
+            generator = updater._load(data)
         except StateFormatError as exc:
             raise StateFormatError("%s: %s" % (os.fspath(fname), exc)) from None
         self._check_states(updater, fname)
         self._attach(updater.optimizer)
         self._updater = updater
+        if generator is not None:
+            _random._use(generator)
 
     def _check_states(self, updater, fname):
         opt = updater.optimizer
@@ -326,7 +336,10 @@ def _describe(x):
 
 
 def _atomic_write(fname, data):
-    path = os.path.abspath(os.fspath(fname))
+    # The temporary file goes beside the final target, not beside a symlink to it, so
+    # that the rename replaces the target's contents and the link stays a link (and the
+    # rename never crosses filesystems).
+    path = os.path.realpath(os.fspath(fname))
     directory, base = os.path.split(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".%s." % base, suffix=".tmp")
     try:

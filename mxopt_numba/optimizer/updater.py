@@ -8,6 +8,7 @@ import operator
 import numpy as np
 
 from .. import _device, _state_io
+from .. import random as _random
 from .._state_tree import state_leaves
 from . import _headers, _plan
 from .optimizer import Optimizer, _registry, _user_update_kind
@@ -192,15 +193,29 @@ class Updater:
     # ------------------------------------------------------------------ save / load
     def get_states(self, dump_optimizer=False):
         """Bytes holding every state (and, with ``dump_optimizer``, the optimizer's
-        settings and update counts); no pickle inside."""
+        settings and update counts, its learning-rate scheduler and the position of the
+        library's random stream, so that SGLD resumes exactly); no pickle inside.
+
+        Raises ``TypeError`` when something cannot be stored so that it loads again (a
+        scheduler that is not an :class:`~mxopt_numba.lr_scheduler.LRScheduler`, one
+        whose class cannot be found by name, an attribute with no saved form)."""
         payload = {"states": self.states}
         if dump_optimizer:
             payload["optimizer"] = optimizer_config(self.optimizer)
-        return _state_io.dumps("updater", payload)
+            payload["rng"] = _random.get_state()
+        return _state_io.dumps("updater", payload, encode_object=_encode_object)
 
     def set_states(self, states):
-        """Restore what :meth:`get_states` returned (a new optimizer too if it was dumped)."""
-        payload = _state_io.loads(states, "updater", factories=_scheduler_factories())
+        """Restore what :meth:`get_states` returned (a new optimizer too if it was dumped,
+        and then the library's random stream)."""
+        generator = self._load(states)
+        if generator is not None:
+            _random._use(generator)
+
+    def _load(self, states):
+        """:meth:`set_states` except the random stream, which it returns (or None) for
+        the caller to install once everything else was accepted."""
+        payload = _state_io.loads(states, "updater", decode_object=_decode_object)
         if not isinstance(payload, dict) or not isinstance(payload.get("states"), dict):
             raise _state_io.StateFormatError("updater state data has no 'states' table")
         new_states = payload["states"]
@@ -208,6 +223,12 @@ class Updater:
             for leaf in state_leaves(state):
                 if not isinstance(leaf, np.ndarray):
                     raise _state_io.StateFormatError("state of index %r holds a %s" % (index, type(leaf).__name__))
+        generator = None
+        if "rng" in payload:
+            try:
+                generator = _random._from_state(payload["rng"])
+            except ValueError as exc:
+                raise _state_io.StateFormatError(str(exc)) from None
         optimizer = self.optimizer
         if "optimizer" in payload:
             optimizer = optimizer_from_config(payload["optimizer"], self.optimizer_registry)
@@ -215,6 +236,7 @@ class Updater:
         self.optimizer = optimizer
         self.states = new_states
         self.states_synced = dict.fromkeys(new_states, False)
+        return generator
 
 
 def get_updater(optimizer):
@@ -223,12 +245,24 @@ def get_updater(optimizer):
 
 
 def optimizer_config(opt):
-    """JSON-able description of an optimizer: class, attributes, update counts."""
+    """JSON-able description of an optimizer: class, attributes, update counts.
+
+    Raises ``TypeError`` for a learning-rate scheduler that a state file could not
+    restore (see :mod:`mxopt_numba.lr_scheduler`)."""
     attrs = {}
     for name, value in opt.__dict__.items():
         if name in _SKIP_ATTRS:
             continue
         attrs[name] = value
+    sched = attrs.get("lr_scheduler")
+    if sched is not None:
+        from .. import lr_scheduler
+        if not isinstance(sched, lr_scheduler.LRScheduler):
+            raise TypeError(
+                "cannot save the optimizer: its lr_scheduler is a %s (%r), not an "
+                "mxopt_numba.lr_scheduler.LRScheduler, so a checkpoint could not restore it; "
+                "subclass LRScheduler and implement __call__ (its attributes are saved by the "
+                "default state_dict)" % (type(sched).__name__, sched))
     counts = {dev: dict(c) for dev, c in opt._all_index_update_counts.items()}
     return {"class": type(opt).__name__, "attrs": attrs, "counts": counts}
 
@@ -255,26 +289,9 @@ def optimizer_from_config(config, registry=_registry):
     return opt
 
 
-def _scheduler_factories():
+def _encode_object(value, where):
     from .. import lr_scheduler
-
-    def factory(cls):
-        def make(state):
-            sched = cls.__new__(cls)
-            sched.load_state_dict(state)
-            return sched
-        return make
-    # user subclasses already defined in this process are restored by class name too (the
-    # saved file names a class, it never brings code); the library's own names win
-    classes, stack = {}, list(lr_scheduler.LRScheduler.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        classes.setdefault(cls.__name__, cls)
-        stack.extend(cls.__subclasses__())
-    classes.update((name, getattr(lr_scheduler, name)) for name in
-                   ("LRScheduler", "FactorScheduler", "MultiFactorScheduler", "PolyScheduler", "CosineScheduler")
-                   if hasattr(lr_scheduler, name))
-    return {name: factory(cls) for name, cls in classes.items()}
+    return lr_scheduler._to_checkpoint(value, where)
 
 
 def _check_disjoint_call(indices, weights, states):
@@ -292,3 +309,8 @@ def _check_disjoint_call(indices, weights, states):
                 arrays.append(leaf)
                 names.append("states of index %r, leaf %d" % (indices[k], p))
     _plan.check_disjoint(_plan.HOST, arrays, names)
+
+
+def _decode_object(path, state):
+    from .. import lr_scheduler
+    return lr_scheduler._from_checkpoint(path, state)
