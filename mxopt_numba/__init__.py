@@ -36,4 +36,5 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    # submodules imported along the way (trainer, kernels, ...) are not part of the listing
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__") and n.endswith("__")})

@@ -29,10 +29,14 @@ Differences from MXNet, all in error handling only:
 JSON-compatible values (no pickle needed); :func:`from_state_dict` rebuilds one from such a
 dict.
 """
+from __future__ import annotations
 
 import logging
 import math
 import numbers
+from typing import Any, Sequence
+
+from . import _namespace
 
 __all__ = [
     "LRScheduler",
@@ -111,7 +115,8 @@ class LRScheduler:
     _state_fields = ("base_lr", "warmup_steps", "warmup_begin_lr", "warmup_final_lr",
                      "warmup_mode")
 
-    def __init__(self, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, base_lr: float = 0.01, warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         name = type(self).__name__
         _require_real(name, "base_lr", base_lr)
         warmup_steps = _require_int(name, "warmup_steps", warmup_steps)
@@ -131,7 +136,7 @@ class LRScheduler:
         self.warmup_final_lr = base_lr
         self.warmup_mode = warmup_mode
 
-    def get_warmup_lr(self, num_update):
+    def get_warmup_lr(self, num_update: int) -> float:
         """Warm-up learning rate for ``num_update < warmup_steps``."""
         if not num_update < self.warmup_steps:
             raise ValueError("%s.get_warmup_lr: num_update must be < warmup_steps=%r, got %r"
@@ -145,14 +150,14 @@ class LRScheduler:
         raise ValueError("%s: warmup_mode must be 'linear' or 'constant', got %r"
                          % (type(self).__name__, self.warmup_mode))
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         """Return the learning rate for update number ``num_update``."""
         raise NotImplementedError("%s does not implement __call__; use one of its subclasses "
                                   "(FactorScheduler, MultiFactorScheduler, PolyScheduler, "
                                   "CosineScheduler)" % type(self).__name__)
 
     # ----------------------------------------------------------------- state
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The scheduler's configuration and mutable state as a JSON-compatible dict.
 
         The dict holds ``"class"`` (the class name) and one entry per attribute of
@@ -165,7 +170,7 @@ class LRScheduler:
             d[key] = _plain(getattr(self, key))
         return d
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> LRScheduler:
         """Restore what :meth:`state_dict` returned (in place; returns ``self``)."""
         if not isinstance(state, dict):
             raise TypeError("%s.load_state_dict: state must be a dict, got %s"
@@ -227,8 +232,9 @@ class FactorScheduler(LRScheduler):
 
     _state_fields = LRScheduler._state_fields + ("step", "factor", "stop_factor_lr", "count")
 
-    def __init__(self, step, factor=1, stop_factor_lr=1e-8, base_lr=0.01, warmup_steps=0,
-                 warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, step: int, factor: float = 1, stop_factor_lr: float = 1e-8,
+                 base_lr: float = 0.01, warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         name = type(self).__name__
         _require_real(name, "step", step)
@@ -245,7 +251,7 @@ class FactorScheduler(LRScheduler):
         self.stop_factor_lr = stop_factor_lr
         self.count = 0
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         while num_update > self.count + self.step:
@@ -288,8 +294,9 @@ class MultiFactorScheduler(LRScheduler):
 
     _state_fields = LRScheduler._state_fields + ("step", "factor", "count", "cur_step_ind")
 
-    def __init__(self, step, factor=1, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0,
-                 warmup_mode="linear"):
+    def __init__(self, step: Sequence[int], factor: float = 1, base_lr: float = 0.01,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         name = type(self).__name__
         if not isinstance(step, list):
@@ -314,7 +321,7 @@ class MultiFactorScheduler(LRScheduler):
         self.count = 0
         self.cur_step_ind = 0
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         while self.cur_step_ind < len(self.step) and num_update > self.step[self.cur_step_ind]:
@@ -353,7 +360,7 @@ class _DecayToMax(LRScheduler):
     def _curve(self, num_update):
         raise NotImplementedError
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         if num_update <= self.max_update:
@@ -389,8 +396,9 @@ class PolyScheduler(_DecayToMax):
 
     _state_fields = _DecayToMax._state_fields + ("power",)
 
-    def __init__(self, max_update, base_lr=0.01, pwr=2, final_lr=0, warmup_steps=0,
-                 warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, max_update: int, base_lr: float = 0.01, pwr: float = 2, final_lr: float = 0,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
                          warmup_mode)
         _require_real(type(self).__name__, "pwr", pwr)
@@ -434,8 +442,9 @@ class CosineScheduler(_DecayToMax):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
-                 warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, max_update: int, base_lr: float = 0.01, final_lr: float = 0,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
                          warmup_mode)
 
@@ -449,7 +458,7 @@ _CLASSES = {c.__name__: c for c in (LRScheduler, FactorScheduler, MultiFactorSch
                                     PolyScheduler, CosineScheduler)}
 
 
-def from_state_dict(state):
+def from_state_dict(state: dict[str, Any]) -> LRScheduler:
     """Build a scheduler from a dict returned by ``state_dict()`` (class taken from it)."""
     if not isinstance(state, dict):
         raise TypeError("from_state_dict: state must be a dict, got %s" % type(state).__name__)
@@ -460,3 +469,6 @@ def from_state_dict(state):
                          % (sorted(_CLASSES), cls_name))
     obj = cls.__new__(cls)
     return obj.load_state_dict(state)
+
+
+__dir__ = _namespace.public_dir(__name__)

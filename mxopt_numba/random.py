@@ -5,6 +5,10 @@ repeatable; functions that draw random numbers also take an explicit ``rng=`` ar
 """
 import numpy as np
 
+from . import _namespace
+
+__all__ = ["seed", "generator"]
+
 _generator = None
 
 
@@ -27,3 +31,6 @@ def generator(rng=None):
     if _generator is None:
         _generator = np.random.default_rng()
     return _generator
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -6,6 +6,10 @@ is zero.  Optimizers accept it wherever a gradient goes.
 """
 import numpy as np
 
+from . import _namespace
+
+__all__ = ["RowSparseArray", "row_sparse_array", "is_row_sparse"]
+
 
 class RowSparseArray:
     """A row-sparse array (see the module docstring).  ``stype`` is ``'row_sparse'``."""
@@ -88,3 +92,6 @@ def row_sparse_array(arg, shape=None, dtype=None):
 
 def is_row_sparse(x):
     return isinstance(x, RowSparseArray)
+
+
+__dir__ = _namespace.public_dir(__name__)

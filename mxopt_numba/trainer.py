@@ -15,19 +15,23 @@ Every step updates all parameters through **one** call of the
 launch for the whole model).  The lists and the arrays in them are the same objects from
 step to step, so the optimizer's launch plans are built once and reused.
 """
+from __future__ import annotations
+
 import math
 import numbers
 import os
 import tempfile
 import warnings
+from typing import Any, Sequence
 
+from . import _namespace
 from . import _state_io
 from .optimizer import Optimizer, create
 from .optimizer.optimizer import state_leaves
 from .optimizer.updater import Updater
 from .parameter import Parameter
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "StateFormatError"]
 
 StateFormatError = _state_io.StateFormatError
 
@@ -58,7 +62,9 @@ class Trainer:
     MXNet's gluon Trainer left it empty).
     """
 
-    def __init__(self, params, optimizer, optimizer_params=None, *, communicator=None):
+    def __init__(self, params: dict[str, Parameter] | Sequence[Parameter], optimizer: str | Optimizer,
+                 optimizer_params: dict[str, Any] | Sequence[tuple[str, Any]] | None = None, *,
+                 communicator: Any = None) -> None:
         self._params = _collect(params)
         self._param_dict = dict(enumerate(self._params))
         self._idx2name = {i: p.name for i, p in enumerate(self._params)}
@@ -85,28 +91,28 @@ class Trainer:
 
     # ------------------------------------------------------------------ attributes
     @property
-    def optimizer(self):
+    def optimizer(self) -> Optimizer:
         return self._updater.optimizer
 
     @property
-    def params(self):
+    def params(self) -> list[Parameter]:
         """The parameters in index order."""
         return list(self._params)
 
     @property
-    def param_dict(self):
+    def param_dict(self) -> dict[int, Parameter]:
         """index -> Parameter (the dict the optimizer reads multipliers from)."""
         return self._param_dict
 
     @property
-    def param_idx2name(self):
+    def param_idx2name(self) -> dict[int, str]:
         return dict(self._idx2name)
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         return self.optimizer.learning_rate
 
-    def set_learning_rate(self, lr):
+    def set_learning_rate(self, lr: float) -> None:
         """Set the optimizer's learning rate (``UserWarning`` raised when it has an
         lr_scheduler, as in MXNet)."""
         self.optimizer.set_learning_rate(lr)
@@ -116,7 +122,7 @@ class Trainer:
         optimizer.idx2name = {**optimizer.idx2name, **self._idx2name}
 
     # ------------------------------------------------------------------ training
-    def step(self, batch_size, ignore_stale_grad=False):
+    def step(self, batch_size: float, ignore_stale_grad: bool = False) -> None:
         """One optimization step: rescale gradients by ``1 / batch_size``, all-reduce them
         (data-parallel runs), update every parameter.
 
@@ -129,13 +135,13 @@ class Trainer:
         self.allreduce_grads()
         self._update(ignore_stale_grad)
 
-    def update(self, batch_size, ignore_stale_grad=False):
+    def update(self, batch_size: float, ignore_stale_grad: bool = False) -> None:
         """:meth:`step` without :meth:`allreduce_grads` (call that yourself first, e.g. to
         clip the reduced gradients in between)."""
         self._set_rescale(batch_size)
         self._update(ignore_stale_grad)
 
-    def allreduce_grads(self):
+    def allreduce_grads(self) -> None:
         """Sum the gradients over all workers: nothing to do in one process.
 
         The hook for data-parallel training: with a ``communicator`` its
@@ -146,7 +152,7 @@ class Trainer:
             return
         self._communicator.allreduce([p._grad for p in self._params if p._grad is not None])
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient buffer to 0 (for ``grad_req='add'``)."""
         for p in self._params:
             p.zero_grad()
@@ -196,13 +202,13 @@ class Trainer:
             p._fresh = False
 
     # ------------------------------------------------------------------ save / load
-    def save_states(self, fname):
+    def save_states(self, fname: str | os.PathLike[str]) -> None:
         """Write the optimizer's states and settings (update counts, scheduler) to
         ``fname``, atomically: a temporary file in the same folder, then a rename, so an
         interrupted save never leaves a truncated file behind.  No pickle inside."""
         _atomic_write(fname, self._updater.get_states(dump_optimizer=True))
 
-    def load_states(self, fname):
+    def load_states(self, fname: str | os.PathLike[str]) -> None:
         """Restore what :meth:`save_states` wrote.
 
         The optimizer saved in the file (class, hyperparameters, update counts,
@@ -358,3 +364,6 @@ def _atomic_write(fname, data):
         pass
     finally:
         os.close(dir_fd)
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -1,8 +1,11 @@
 """The Updater: keeps one state per parameter index and feeds the optimizer whole chunks
 of tensors, so that one kernel launch updates up to ``aggregate_num`` of them."""
+from __future__ import annotations
+
 import collections
 import math
 import operator
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -10,6 +13,9 @@ from .. import _device, _state_io
 from .optimizer import Optimizer, _registry, state_leaves
 
 __all__ = ["Updater", "get_updater"]
+
+#: a parameter index: an int, or a name
+Index = Union[int, str]
 
 _SKIP_ATTRS = {"param_dict", "_plans", "_active", "_all_index_update_counts", "_index_update_count",
                "norm_reducer"}
@@ -28,7 +34,7 @@ class Updater:
     layout).  States are created on first sight of an index and kept in ``states``.
     """
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError("Updater needs an Optimizer, got %s" % type(optimizer).__name__)
         self.optimizer = optimizer
@@ -41,7 +47,7 @@ class Updater:
     def aggregate_updates(self):
         return self.optimizer.aggregate_num > 1
 
-    def __call__(self, index, grad, weight):
+    def __call__(self, index: Index | Sequence[Index], grad: Any, weight: Any) -> None:
         if isinstance(index, (list, tuple)):
             indices, grads, weights = list(index), grad, weight
             if not isinstance(grads, (list, tuple)) or not isinstance(weights, (list, tuple)):
@@ -104,7 +110,7 @@ class Updater:
         return chunks
 
     # ------------------------------------------------------------------ save / load
-    def get_states(self, dump_optimizer=False):
+    def get_states(self, dump_optimizer: bool = False) -> bytes:
         """Bytes holding every state (and, with ``dump_optimizer``, the optimizer's
         settings and update counts); no pickle inside."""
         payload = {"states": self.states}
@@ -112,7 +118,7 @@ class Updater:
             payload["optimizer"] = optimizer_config(self.optimizer)
         return _state_io.dumps("updater", payload)
 
-    def set_states(self, states):
+    def set_states(self, states: bytes) -> None:
         """Restore what :meth:`get_states` returned (a new optimizer too if it was dumped)."""
         payload = _state_io.loads(states, "updater", factories=_scheduler_factories())
         if not isinstance(payload, dict) or not isinstance(payload.get("states"), dict):
@@ -133,7 +139,7 @@ class Updater:
         self._chunks.clear()
 
 
-def get_updater(optimizer):
+def get_updater(optimizer: Optimizer) -> Updater:
     """An :class:`Updater` for ``optimizer``."""
     return Updater(optimizer)
 
