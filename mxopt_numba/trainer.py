@@ -56,6 +56,8 @@ class Trainer:
         batch size to :meth:`step`.  None (one process): :meth:`allreduce_grads` does
         nothing.
 
+    Notes
+    -----
     The Trainer hands the optimizer ``param_dict`` (index -> Parameter: ``lr_mult`` and
     ``wd_mult`` are read at every step) and ``param_idx2name`` (index -> parameter name,
     for name-keyed multipliers and name rules such as LARS's bias/gamma/beta exclusion;
