@@ -19,6 +19,7 @@ _LAZY = {
     "Trainer": ("trainer", "Trainer"),
     "Parameter": ("parameter", "Parameter"),
     "distributed": ("distributed", None),
+    "utils": ("utils", None),
 }
 
 __all__ = ["lr_scheduler", "optimizer", "random", "sparse"] + sorted(_LAZY)

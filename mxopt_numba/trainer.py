@@ -12,7 +12,8 @@
 Every step updates all parameters through **one** call of the
 :class:`~mxopt_numba.optimizer.Updater` with the full lists, so the optimizer's
 ``aggregate_num`` decides how many tensors share a kernel launch (``numpy.inf``: one
-launch for the whole model).  The lists and the arrays in them are the same objects from
+launch per storage layout for the whole model, the Trainer's default for an optimizer
+given by name).  The lists and the arrays in them are the same objects from
 step to step, so the optimizer's launch plans are built once and reused.
 """
 from __future__ import annotations
@@ -30,10 +31,13 @@ from .optimizer import Optimizer, create
 from .optimizer.optimizer import state_leaves
 from .optimizer.updater import Updater
 from .parameter import Parameter
+from .utils import clip_global_norm as _clip_global_norm
 
 __all__ = ["Trainer", "StateFormatError"]
 
 StateFormatError = _state_io.StateFormatError
+
+_STATE_DICT_FORMAT = "mxopt_numba.Trainer"
 
 
 class Trainer:
@@ -55,6 +59,15 @@ class Trainer:
         array of the list, in place, by its sum over all workers.  Then pass the global
         batch size to :meth:`step`.  None (one process): :meth:`allreduce_grads` does
         nothing.
+    clip_global_norm : float, optional
+        Clip the joint L2 norm of the *rescaled* gradients (the gradients times
+        ``rescale_grad / batch_size``, what the update rule sees) to this value: at every
+        :meth:`step` / :meth:`update`, after the all-reduce and before the update, the
+        gradient buffers of the parameters about to be updated are scaled in place by
+        :func:`mxopt_numba.utils.clip_global_norm` with ``max_norm = clip_global_norm /
+        (rescale_grad / batch_size)``.  The optimizer's own element-wise
+        ``clip_gradient`` applies afterwards.  The norm measured (of the rescaled
+        gradients, before clipping) is kept in :attr:`last_grad_norm`.  None: no clipping.
 
     Notes
     -----
@@ -62,11 +75,18 @@ class Trainer:
     ``wd_mult`` are read at every step) and ``param_idx2name`` (index -> parameter name,
     for name-keyed multipliers and name rules such as LARS's bias/gamma/beta exclusion;
     MXNet's gluon Trainer left it empty).
+
+    An optimizer given by name gets ``aggregate_num=numpy.inf`` (one kernel launch per
+    storage layout for the whole model) unless ``optimizer_params`` sets
+    ``aggregate_num``; an optimizer instance keeps its own setting.  The results are
+    bitwise the same for every ``aggregate_num``: each tensor's update, and each tensor's
+    norm in the layer-wise rules, is computed by the same code whichever tensors share
+    its launch.  Only the number of launches (the Python overhead per step) changes.
     """
 
     def __init__(self, params: dict[str, Parameter] | Sequence[Parameter], optimizer: str | Optimizer,
                  optimizer_params: dict[str, Any] | Sequence[tuple[str, Any]] | None = None, *,
-                 communicator: Any = None) -> None:
+                 communicator: Any = None, clip_global_norm: float | None = None) -> None:
         self._params = _collect(params)
         self._param_dict = dict(enumerate(self._params))
         self._idx2name = {i: p.name for i, p in enumerate(self._params)}
@@ -80,6 +100,7 @@ class Trainer:
                                  "set them when creating %s, or pass the optimizer by name"
                                  % (", ".join(sorted(kwargs)), type(optimizer).__name__))
         elif isinstance(optimizer, str):
+            kwargs.setdefault("aggregate_num", math.inf)
             optimizer = create(optimizer, param_dict=self._param_dict,
                                param_idx2name=dict(self._idx2name), **kwargs)
         else:
@@ -90,6 +111,15 @@ class Trainer:
         self._updater = Updater(optimizer)
         self._communicator = communicator
         self._lists = None
+        if clip_global_norm is not None and (
+                isinstance(clip_global_norm, bool) or not isinstance(clip_global_norm, numbers.Real)
+                or not math.isfinite(clip_global_norm) or clip_global_norm <= 0):
+            raise ValueError("clip_global_norm must be None or a positive finite number, got %r"
+                             % (clip_global_norm,))
+        self._clip_global_norm = None if clip_global_norm is None else float(clip_global_norm)
+        #: global L2 norm of the rescaled gradients measured at the last step (before
+        #: clipping); None until a step ran with ``clip_global_norm`` set
+        self.last_grad_norm = None
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -199,9 +229,19 @@ class Trainer:
             params = [params[k] for k in keep]
         if not indices:
             return
+        if self._clip_global_norm is not None:
+            self._clip(grads)
         self._updater(indices, grads, weights)
         for p in params:
             p._fresh = False
+
+    def _clip(self, grads):
+        scale = self.optimizer.rescale_grad
+        if scale == 0:
+            self.last_grad_norm = 0.0
+            return
+        raw = _clip_global_norm(grads, self._clip_global_norm / abs(scale))
+        self.last_grad_norm = raw * abs(scale)
 
     # ------------------------------------------------------------------ save / load
     def save_states(self, fname: str | os.PathLike[str]) -> None:
@@ -228,6 +268,37 @@ class Trainer:
         except StateFormatError as exc:
             raise StateFormatError("%s: %s" % (os.fspath(fname), exc)) from None
         self._check_states(updater, fname)
+        self._attach(updater.optimizer)
+        self._updater = updater
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's states and settings, in memory: what :meth:`save_states` writes.
+
+        Returns ``{"format": "mxopt_numba.Trainer", "version": 1, "states": bytes}``; the
+        bytes are the file contents :meth:`save_states` would write (no pickle inside), an
+        independent copy that later steps do not change.
+        """
+        return {"format": _STATE_DICT_FORMAT, "version": 1,
+                "states": self._updater.get_states(dump_optimizer=True)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (or ``{"states": <bytes of a file
+        written by save_states>}``), with the checks of :meth:`load_states`; the Trainer is
+        unchanged when they fail."""
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("states"), (bytes, bytearray)):
+            raise StateFormatError("state_dict must be a dict returned by Trainer.state_dict(), got %s"
+                                   % (type(state_dict).__name__ if not isinstance(state_dict, dict)
+                                      else "a dict without 'states' bytes"))
+        if state_dict.get("format", _STATE_DICT_FORMAT) != _STATE_DICT_FORMAT or \
+                state_dict.get("version", 1) != 1:
+            raise StateFormatError("state_dict has format %r version %r; expected %r version 1"
+                                   % (state_dict.get("format"), state_dict.get("version"), _STATE_DICT_FORMAT))
+        updater = Updater(self.optimizer)
+        try:
+            updater.set_states(bytes(state_dict["states"]))
+        except StateFormatError as exc:
+            raise StateFormatError("state_dict: %s" % exc) from None
+        self._check_states(updater, "state_dict")
         self._attach(updater.optimizer)
         self._updater = updater
 
