@@ -85,8 +85,9 @@ def registered_optimizers():
     """Registered optimizer names (one per class, deprecated aliases left out)."""
     from .optimizer import Optimizer
     names, seen = [], set()
+    from .cli_train import INTERNAL_OPTIMIZERS
     for name, cls in sorted(Optimizer.opt_registry.items()):
-        if cls in seen:
+        if cls in seen or name in INTERNAL_OPTIMIZERS:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
@@ -428,8 +429,16 @@ def plot_results(path, results):
 def main(args):
     import json
 
-    from .cli_train import parse_kv
+    from .cli_train import INTERNAL_OPTIMIZERS, parse_kv
     from .optimizer import Optimizer
+    for option, value, ok in (("--repeats", args.repeats, args.repeats >= 1),
+                              ("--min-time", args.min_time, args.min_time >= 0),
+                              ("--warmup", args.warmup, args.warmup >= 0),
+                              ("--threads", args.threads, args.threads is None or args.threads >= 1)):
+        if not ok:
+            print("error: %s must be %s, got %r" % (option, ">= 0" if option in ("--min-time", "--warmup")
+                                                     else ">= 1", value), file=sys.stderr)
+            return 2
     if args.threads:
         import numba
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -442,7 +451,7 @@ def main(args):
         return 0
     if args.optimizer:
         names = [n.lower() for n in args.optimizer]
-        unknown = [n for n in names if n not in Optimizer.opt_registry]
+        unknown = [n for n in names if n not in Optimizer.opt_registry or n in INTERNAL_OPTIMIZERS]
         if unknown:
             print("error: unknown optimizer(s) %s; registered: %s" % (", ".join(unknown), ", ".join(registered)),
                   file=sys.stderr)
