@@ -16,6 +16,7 @@ napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
+autodoc_typehints_format = "fully-qualified"
 # optional dependencies the reference mentions but the docs build does not need
 autodoc_mock_imports = ["torch"]
 exclude_patterns = ["_build"]

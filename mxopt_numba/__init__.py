@@ -20,6 +20,8 @@ _LAZY = {
     "Parameter": ("parameter", "Parameter"),
     "distributed": ("distributed", None),
     "utils": ("utils", None),
+    # needs PyTorch; imported only when asked for
+    "torch": ("torch", None),
 }
 
 __all__ = ["lr_scheduler", "optimizer", "random", "sparse"] + sorted(_LAZY)

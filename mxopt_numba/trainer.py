@@ -49,7 +49,7 @@ class Trainer:
         A dict ``name -> Parameter`` (ordered by sorted key, as MXNet does) or a list
         (kept in order).  Parameter ``k`` of that order has index ``k`` in the optimizer;
         a Parameter object given twice (shared weights) is updated once.
-    optimizer : str or Optimizer
+    optimizer : str or mxopt_numba.optimizer.Optimizer
         A registered name (``'sgd'``, ``'adam'``, ...) or an instance.
     optimizer_params : dict or sequence of (key, value) pairs, optional
         Keyword arguments of the optimizer when it is given by name; must be empty when

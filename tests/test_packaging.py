@@ -119,3 +119,12 @@ def test_public_api_is_annotated():
         functions += [obj.__init__, obj.__call__] if isinstance(obj, type) else [obj]
     missing = [f.__qualname__ for f in functions if not _annotated(f)]
     assert not missing
+
+
+def test_torch_adapter_namespace():
+    pytest.importorskip("torch")
+    from mxopt_numba import torch as mxt
+    assert mxopt_numba.torch is mxt
+    public = {n for n in dir(mxt) if not n.startswith("_")}
+    assert public == set(mxt.__all__)
+    assert not any(isinstance(getattr(mxt, n), types.ModuleType) for n in public)
