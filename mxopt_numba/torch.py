@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import operator
 from typing import Any, Callable, Iterable
 
 import ml_dtypes
@@ -91,7 +92,7 @@ class _Group:
     """The library's optimizer and Updater of one param group, and the views of its
     tensors (rebuilt only when a tensor's storage changes)."""
 
-    __slots__ = ("opt", "updater", "params", "wkeys", "wviews", "gsrc", "gviews", "fixed", "device")
+    __slots__ = ("opt", "updater", "params", "wkeys", "wviews", "gsrc", "gviews", "fixed", "device", "last")
 
     def __init__(self, opt, params):
         self.opt = opt
@@ -103,6 +104,15 @@ class _Group:
         self.gviews = [None] * len(params)
         self.fixed = None
         self.device = None
+        #: (data pointers, gradient tensors, lists) of the last step: a step whose tensors
+        #: are all the same reuses the lists, so the Updater's plans are reused as well
+        self.last = None
+
+    def forget_grads(self):
+        """Drop the views of the gradients (they keep the gradients' memory alive)."""
+        self.gsrc = [None] * len(self.params)
+        self.gviews = [None] * len(self.params)
+        self.last = None
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -267,15 +277,34 @@ class Optimizer(torch.optim.Optimizer):
                 g.params = group["params"]
                 g.wkeys = [None] * len(g.params)
                 g.wviews = [None] * len(g.params)
-                g.gsrc = [None] * len(g.params)
-                g.gviews = [None] * len(g.params)
+                g.forget_grads()
             self._sync(group, g)
             indices, weights, grads = self._collect(g)
             if indices:
                 g.updater(indices, grads, weights)
         return loss
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """torch's ``zero_grad``; with ``set_to_none`` the optimizer also lets go of its
+        views of the old gradients, so that their memory is freed before the next
+        backward pass."""
+        super().zero_grad(set_to_none=set_to_none)
+        if set_to_none:
+            for g in self._groups:
+                g.forget_grads()
+
     def _collect(self, g):
+        params = g.params
+        ptrs = [p.data_ptr() for p in params]
+        grads_now = [p.grad for p in params]
+        last = g.last
+        if last is not None and ptrs == last[0] and all(map(operator.is_, grads_now, last[1])):
+            return last[2]
+        lists = self._collect_slow(g)
+        g.last = (ptrs, grads_now, lists)
+        return lists
+
+    def _collect_slow(self, g):
         cuda = g.device == "cuda"
         indices, weights, grads = [], [], []
         wkeys, wviews, gsrc, gviews = g.wkeys, g.wviews, g.gsrc, g.gviews

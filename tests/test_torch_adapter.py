@@ -416,3 +416,21 @@ def test_clear_errors():
         mxt.Optimizer([good], optimizer="nosuch")
     with pytest.raises(ValueError, match="beta1"):
         mxt.Adam([good], betas=(1.5, 0.9))
+
+
+def test_end_to_end_example_trains():
+    pytest.importorskip("sklearn")
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "examples" / "torch_mlp.py"
+    env = dict(os.environ, OMP_WAIT_POLICY="passive")
+    out = subprocess.run([sys.executable, str(script), "--epochs", "4", "--dtype", "bfloat16"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    assert float(re.search(r"^test accuracy: ([0-9.]+)", out.stdout, re.M).group(1)) > 0.6
+    bad = subprocess.run([sys.executable, str(script), "--optimizer", "adam", "--epochs", "1"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 0, bad.stderr
