@@ -291,3 +291,15 @@ def test_run_title_without_master_or_schedule():
         dtype, multi_precision, lr_scheduler = "float16", False, "none"
     title = cli_train.run_title("sgd", Args, np.dtype(np.float16), 0.1)
     assert title == "sgd, float16 (no master copy), constant lr 1.000e-01"
+
+
+def test_bench_vs_torch_times_the_adapter(capsys):
+    if not cli_bench.torch_available():
+        pytest.skip("torch is not installed")
+    rc = cli.main(["bench", "--preset", "tiny", "--optimizer", "adamw", "--dtype", "float32",
+                   "--repeats", "1", "--min-time", "0.001", "--vs", "torch"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    row = [line for line in out.splitlines() if line.startswith("adamw")][0]
+    assert "adapter " in row and "AdamW fused" in row and "AdamW foreach" in row
+    assert row.count("time/adapter") == 2

@@ -434,3 +434,20 @@ def test_end_to_end_example_trains():
     bad = subprocess.run([sys.executable, str(script), "--optimizer", "adam", "--epochs", "1"],
                          capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 0, bad.stderr
+
+
+def test_one_launch_per_step_for_the_whole_model(monkeypatch):
+    from mxopt_numba.kernels import _launch
+    model = torch.nn.Sequential(*[torch.nn.Linear(4, 4) for _ in range(10)])
+    opt = mxt.AdamW(model.parameters(), lr=0.01)
+    (x, _), = batches(1)
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()                                           # plans and compilation
+    calls = []
+    real = _launch.run
+    monkeypatch.setattr(_launch, "run", lambda kernel, n, *a: calls.append(kernel) or real(kernel, n, *a))
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(2, 4)).sum().backward()
+        opt.step()
+    assert len(calls) == 2                               # 20 tensors, one launch per step
