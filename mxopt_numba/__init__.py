@@ -22,6 +22,9 @@ _LAZY = {
     "ndarray": ("ndarray", None),
     "nd": ("ndarray", None),
     "v1": ("v1", None),
+    "utils": ("utils", None),
+    # needs PyTorch; imported only when asked for
+    "torch": ("torch", None),
 }
 
 __all__ = ["lr_scheduler", "optimizer", "random", "sparse"] + sorted(_LAZY)
@@ -39,4 +42,5 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    # submodules imported along the way (trainer, kernels, ...) are not part of the listing
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__") and n.endswith("__")})

@@ -74,7 +74,8 @@ def add_arguments(p):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
     p.add_argument("--threads", type=int, default=None, help="Numba threads (default: all cores)")
     p.add_argument("--vs", choices=["torch"], default=None,
-                   help="also time torch.optim with fused=True on the same tensors")
+                   help="also time torch.optim (fused=True, and foreach=True) and this library "
+                        "through mxopt_numba.torch on torch copies of the same tensors")
     p.add_argument("--plot", metavar="PATH", help="write a roofline-style PNG")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--list", action="store_true", help="list optimizers and presets, then exit")
@@ -86,8 +87,9 @@ def registered_optimizers():
     """Registered optimizer names (one per class, deprecated aliases left out)."""
     from .optimizer import Optimizer
     names, seen = [], set()
+    from .cli_train import INTERNAL_OPTIMIZERS
     for name, cls in sorted(Optimizer.opt_registry.items()):
-        if cls in seen:
+        if cls in seen or name in INTERNAL_OPTIMIZERS:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)
@@ -236,9 +238,9 @@ def unstable_reasons(result):
     spread = result.get("spread", {})
     if spread.get("copy", 0.0) > COPY_SPREAD:
         reasons.append("copy-kernel batches vary by %.0f%%" % (100 * spread["copy"]))
-    for who in ("step", "torch"):
-        if spread.get(who, 0.0) > PEER_SPREAD:
-            reasons.append("%s batches vary by %.0f%%" % (who, 100 * spread[who]))
+    for who, value in spread.items():
+        if who != "copy" and value > PEER_SPREAD:
+            reasons.append("%s batches vary by %.0f%%" % (who, 100 * value))
     return reasons
 
 
@@ -288,14 +290,22 @@ def bench_cell(name, preset, dtype_label, args, extra=None):
             kernel(*buffers)
 
         fns = [step, copy]
-        torch_result = None
+        others, slots = {}, []
         if args.vs == "torch":
-            try:
-                torch_result = prepare_torch(name, weights, grads, opt, args)
-            except Exception as exc:
-                torch_result = {"status": "error", "message": "%s: %s" % (type(exc).__name__, exc)}
-            if "fn" in torch_result:
-                fns.append(torch_result.pop("fn"))
+            preps = (("torch", lambda: prepare_torch(name, weights, grads, opt, args, "fused")),
+                     ("torch_foreach", lambda: prepare_torch(name, weights, grads, opt, args, "foreach")),
+                     ("adapter", lambda: prepare_adapter(name, weights, grads, mp, extra, nbytes, args)))
+            for key, prep in preps:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        other = prep()
+                except Exception as exc:
+                    other = {"status": "error", "message": "%s: %s" % (type(exc).__name__, exc)}
+                others[key] = other
+                if "fn" in other:
+                    fns.append(other.pop("fn"))
+                    slots.append(key)
         spreads = []
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -308,13 +318,11 @@ def bench_cell(name, preset, dtype_label, args, extra=None):
                   bytes_per_element=nbytes / n_elements, streams=len(pattern),
                   step_ms=t_step * 1e3, gbps=nbytes / t_step / 1e9,
                   copy_ms=t_copy * 1e3, copy_gbps=nbytes / t_copy / 1e9, ratio=t_copy / t_step,
-                  spread=dict(zip(("step", "copy", "torch"), spreads)))
+                  spread=dict(zip(["step", "copy"] + slots, spreads)))
+    for key, t in zip(slots, times[2:]):
+        others[key].update(step_ms=t * 1e3, gbps=others[key]["bytes_per_step"] / t / 1e9)
+    result.update(others)
     result["unstable"] = unstable_reasons(result)
-    if torch_result is not None:
-        if len(times) > 2:
-            torch_result.update(step_ms=times[2] * 1e3,
-                                gbps=torch_result["bytes_per_step"] / times[2] / 1e9)
-        result["torch"] = torch_result
     return result
 
 
@@ -352,10 +360,43 @@ def torch_available():
     return True
 
 
-def prepare_torch(name, weights, grads, opt, args):
+def _torch_copies(weights, grads):
+    import torch
+    from .torch import _to_numpy
+    dtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
+             np.dtype(np.float16): torch.float16}.get(weights[0].dtype, torch.bfloat16)
+    params = []
+    for w, g in zip(weights, grads):
+        p = torch.nn.Parameter(torch.empty(w.shape, dtype=dtype))
+        p.grad = torch.empty(w.shape, dtype=dtype)
+        _to_numpy(p)[...] = w
+        _to_numpy(p.grad)[...] = g
+        params.append(p)
+    return params
+
+
+def prepare_adapter(name, weights, grads, multi_precision, extra, nbytes, args):
+    """The same step through ``mxopt_numba.torch`` on torch copies of the tensors."""
+    import torch
+
+    from . import torch as mxt
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    params = _torch_copies(weights, grads)
+    kwargs = dict(BENCH_SETTINGS.get(name, {}))
+    kwargs.update(extra or {})
+    kwargs["multi_precision"] = multi_precision
+    adapter = mxt.Optimizer(params, optimizer=name, **kwargs)
+    adapter.step()
+    return {"status": "ok", "mode": "adapter", "class": "mxopt_numba.torch.%s" % name,
+            "bytes_per_step": nbytes, "fn": adapter.step}
+
+
+def prepare_torch(name, weights, grads, opt, args, mode="fused"):
     """The same step with ``torch.optim.<X>(fused=True)`` (``foreach=True`` where torch
-    has no fused kernel for it), on copies of the same tensors: a result dict whose
-    ``fn`` entry is the step to time, or a status 'unsupported'/'error'."""
+    has no fused kernel for it; ``mode='foreach'``: foreach only), on copies of the same
+    tensors: a result dict whose ``fn`` entry is the step to time, or a status
+    'unsupported'/'error'."""
     import torch
     cls_name = TORCH_NAMES.get(name)
     if cls_name is None or not hasattr(torch.optim, cls_name):
@@ -366,15 +407,10 @@ def prepare_torch(name, weights, grads, opt, args):
     if cls_name == "SGD":
         kwargs["momentum"] = getattr(opt, "momentum", 0.0)
         kwargs["nesterov"] = name == "nag" and kwargs["momentum"] > 0
-    tdtype = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64,
-              np.dtype(np.float16): torch.float16}.get(weights[0].dtype, torch.bfloat16)
-    params = []
-    for w, g in zip(weights, grads):
-        p = torch.tensor(np.asarray(w, dtype=np.float32), dtype=tdtype)
-        p.grad = torch.tensor(np.asarray(g, dtype=np.float32), dtype=tdtype)
-        params.append(p)
-    mode = "fused"
+    params = _torch_copies(weights, grads)
     try:
+        if mode != "fused":
+            raise ValueError("foreach asked for")
         topt = getattr(torch.optim, cls_name)(params, fused=True, **kwargs)
         topt.step()
     except (RuntimeError, ValueError, TypeError):
@@ -415,13 +451,23 @@ def format_row(r):
     line = head + " %6.1f %9.3f %8.2f %9.2f %6.2f%s" % (
         r["bytes_per_element"], r["step_ms"], r["gbps"], r["copy_gbps"], r["ratio"],
         "?" if r.get("unstable") else " ")
-    t = r.get("torch")
-    if t:
-        if t["status"] == "ok":
+    a = r.get("adapter")
+    if a:
+        if a.get("step_ms"):
+            line += "   adapter %.3f ms" % a["step_ms"]
+        else:
+            line += "   adapter: %s" % a.get("message", "")[:60]
+    for key in ("torch", "torch_foreach"):
+        t = r.get(key)
+        if not t:
+            continue
+        if t["status"] == "ok" and t.get("step_ms"):
             line += "   torch %s %s: %.3f ms, %.2f GB/s, time/ours %.2f" % (
                 t["class"], t["mode"], t["step_ms"], t["gbps"], t["step_ms"] / r["step_ms"])
+            if a and a.get("step_ms"):
+                line += ", time/adapter %.2f" % (t["step_ms"] / a["step_ms"])
         else:
-            line += "   torch: %s" % t["message"][:60]
+            line += "   torch %s: %s" % (key, t["message"][:60])
     return line
 
 
@@ -486,8 +532,16 @@ def plot_results(path, results):
 def main(args):
     import json
 
-    from .cli_train import parse_kv
+    from .cli_train import INTERNAL_OPTIMIZERS, parse_kv
     from .optimizer import Optimizer
+    for option, value, ok in (("--repeats", args.repeats, args.repeats >= 1),
+                              ("--min-time", args.min_time, args.min_time >= 0),
+                              ("--warmup", args.warmup, args.warmup >= 0),
+                              ("--threads", args.threads, args.threads is None or args.threads >= 1)):
+        if not ok:
+            print("error: %s must be %s, got %r" % (option, ">= 0" if option in ("--min-time", "--warmup")
+                                                     else ">= 1", value), file=sys.stderr)
+            return 2
     if args.threads:
         import numba
         numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
@@ -500,7 +554,7 @@ def main(args):
         return 0
     if args.optimizer:
         names = [n.lower() for n in args.optimizer]
-        unknown = [n for n in names if n not in Optimizer.opt_registry]
+        unknown = [n for n in names if n not in Optimizer.opt_registry or n in INTERNAL_OPTIMIZERS]
         if unknown:
             print("error: unknown optimizer(s) %s; registered: %s" % (", ".join(unknown), ", ".join(registered)),
                   file=sys.stderr)

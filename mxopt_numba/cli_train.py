@@ -10,6 +10,7 @@ examples:
   python -m mxopt_numba train
   python -m mxopt_numba train --optimizer adam --lr 0.003 --lr-scheduler cosine
   python -m mxopt_numba train --dtype float16 --multi-precision --plot loss.png
+  python -m mxopt_numba train --lr-scheduler cosine --plot-lr lr.png
   python -m mxopt_numba train --optimizer sgd --optimizer-params momentum=0.9,wd=1e-4 \\
       --lr-scheduler multifactor --lr-scheduler-params "step=[300,600],factor=0.1"
   mpiexec -n 2 python -m mxopt_numba train --distributed --shard-states
@@ -27,12 +28,16 @@ import numpy as np
 OPTIMIZER_DEFAULTS = {"sgd": {"momentum": 0.9}, "nag": {"momentum": 0.9}}
 
 SCHEDULERS = ("none", "factor", "multifactor", "poly", "cosine")
+
+#: registered for MXNet compatibility and the test suite, not offered to users
+INTERNAL_OPTIMIZERS = ("test",)
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
 def add_arguments(p):
     p.add_argument("--optimizer", default="sgd", metavar="NAME",
-                   help="registered optimizer name (default: sgd, with momentum=0.9)")
+                   help="optimizer name, one of: %s (default: sgd, with momentum=0.9)"
+                        % ", ".join(user_optimizers()))
     p.add_argument("--optimizer-params", default=None, metavar="K=V,...",
                    help="optimizer keyword arguments, e.g. 'momentum=0.9,wd=1e-4' "
                         "(values are Python literals)")
@@ -57,6 +62,7 @@ def add_arguments(p):
     p.add_argument("--test-fraction", type=float, default=0.25,
                    help="share of the samples held out for testing (default: 0.25)")
     p.add_argument("--plot", metavar="PATH", help="write the loss curve as a PNG")
+    p.add_argument("--plot-lr", metavar="PATH", help="write the learning rate of every step as a PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--blas-threads", type=int, default=1,
                    help="threads for NumPy's matrix products (default: 1; the demo's matrices are "
@@ -72,6 +78,39 @@ def add_arguments(p):
 
 
 # ---------------------------------------------------------------------- option parsing
+
+def user_optimizers():
+    """Registered optimizer names a user may choose (the internal ones left out)."""
+    from .optimizer import Optimizer
+    return [n for n in sorted(Optimizer.opt_registry) if n not in INTERNAL_OPTIMIZERS]
+
+
+def check_optimizer_name(name):
+    """``name`` lower-cased, or a ValueError listing the choices."""
+    import difflib
+    lowered = name.lower()
+    choices = user_optimizers()
+    if lowered not in choices:
+        close = difflib.get_close_matches(lowered, choices, n=3)
+        hint = " (did you mean %s?)" % " or ".join(close) if close else ""
+        raise ValueError("--optimizer: unknown optimizer %r%s; choose from %s"
+                         % (name, hint, ", ".join(choices)))
+    return lowered
+
+
+def create_checked(name, opt_params, option="--optimizer-params"):
+    """``create(name, **opt_params)``, with a keyword the rule does not take reported as a
+    user error (ValueError) naming the option."""
+    from .optimizer import create
+    try:
+        return create(name, **opt_params)
+    except TypeError as exc:
+        raise ValueError("%s: %s" % (option, exc)) from None
+
+
+def format_lr(lr):
+    """One format for every learning rate of a run (``1.000e-03``)."""
+    return "%.3e" % lr
 
 _SPLIT = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
 
@@ -133,7 +172,10 @@ def make_scheduler(kind, base_lr, total_steps, params=None):
         raise ValueError("unknown lr scheduler %r; choose from %s" % (kind, ", ".join(SCHEDULERS)))
     args.update(params)
     args.setdefault("base_lr", base_lr)
-    return cls(**args)
+    try:
+        return cls(**args)
+    except TypeError as exc:
+        raise ValueError("--lr-scheduler-params: %s" % exc) from None
 
 
 def _dtype(name):
@@ -302,7 +344,7 @@ def main(args):
         with _blas_threads(args.blas_threads):
             return run(args, make_world(args))
     except ValueError as exc:       # bad option values: a message, not a traceback
-        print("error: %s" % exc, file=sys.stderr)
+        print("error: %s" % " ".join(str(exc).split()), file=sys.stderr)
         return 2
 
 
@@ -329,10 +371,23 @@ def run(args, world):
         raise ValueError("--epochs and --batch-size must be >= 1")
     if not 0 < args.test_fraction < 1:
         raise ValueError("--test-fraction must be in (0, 1), got %r" % args.test_fraction)
-    hidden = [int(h) for h in str(args.hidden).split(",") if h.strip()]
+    try:
+        hidden = [int(h) for h in str(args.hidden).split(",") if h.strip()]
+    except ValueError:
+        raise ValueError("--hidden: expected comma-separated integers, got %r" % args.hidden) from None
     if any(h < 1 for h in hidden):
         raise ValueError("--hidden widths must be >= 1, got %r" % args.hidden)
     dtype = _dtype(args.dtype)
+    name = check_optimizer_name(args.optimizer)
+    opt_params = dict(OPTIMIZER_DEFAULTS.get(name, {}))
+    opt_params.update(parse_kv(args.optimizer_params))
+    if args.lr is not None:
+        opt_params["learning_rate"] = args.lr
+    if args.multi_precision:
+        opt_params["multi_precision"] = True
+    # bad hyperparameters are reported before the data is loaded
+    probe = create_checked(name, opt_params)
+    sched_params = parse_kv(args.lr_scheduler_params, "--lr-scheduler-params")
 
     x_train, x_test, y_train, y_test = _load_digits(args.test_fraction, args.seed)
     compute = np.float64 if dtype == np.float64 else np.float32
@@ -341,33 +396,28 @@ def run(args, world):
     mxo.random.seed(args.seed)
     model = MLP([x_train.shape[1]] + hidden + [10], dtype, mxo.initializer.Xavier())
 
-    name = args.optimizer.lower()
-    opt_params = dict(OPTIMIZER_DEFAULTS.get(name, {}))
-    opt_params.update(parse_kv(args.optimizer_params))
-    if args.lr is not None:
-        opt_params["learning_rate"] = args.lr
-    if args.multi_precision:
-        opt_params["multi_precision"] = True
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     total = steps_per_epoch * args.epochs
-    sched_params = parse_kv(args.lr_scheduler_params, "--lr-scheduler-params")
     if args.lr_scheduler != "none":
         base_lr = opt_params.get("learning_rate")
         if base_lr is None:
-            base_lr = mxo.optimizer.create(name, **opt_params).learning_rate
+            base_lr = probe.learning_rate
         opt_params["lr_scheduler"] = make_scheduler(args.lr_scheduler, base_lr, total, sched_params)
     else:
         make_scheduler("none", None, total, sched_params)
 
-    trainer = world.trainer(model.params, name, opt_params)
+    try:
+        trainer = world.trainer(model.params, name, opt_params)
+    except TypeError as exc:
+        raise ValueError("--optimizer-params: %s" % exc) from None
     base_lr = trainer.optimizer.lr
     if world.is_main:
         shown = {k: v for k, v in opt_params.items() if k != "lr_scheduler"}
         print("digits: %d train / %d test samples; MLP %s; %s weights%s" % (
             len(x_train), len(x_test), "-".join(map(str, [x_train.shape[1]] + hidden + [10])),
             args.dtype, " (float32 master copy)" if args.multi_precision and dtype.itemsize == 2 else ""))
-        print("optimizer: %s(%s); lr %.4g%s; %d epochs x %d steps of %d" % (
-            name, ", ".join("%s=%r" % kv for kv in sorted(shown.items())), base_lr,
+        print("optimizer: %s(%s); lr %s%s; %d epochs x %d steps of %d" % (
+            name, ", ".join("%s=%r" % kv for kv in sorted(shown.items())), format_lr(base_lr),
             "" if args.lr_scheduler == "none" else ", %s schedule" % args.lr_scheduler,
             args.epochs, steps_per_epoch, args.batch_size))
         if world.size > 1:
@@ -379,28 +429,42 @@ def run(args, world):
         sys.stdout.flush()
 
     bar_cls = _progress(args.no_progress or not world.is_main)
-    step_losses, epoch_losses = [], []
+    step_losses, epoch_losses, step_lrs = [], [], []
     started = time.perf_counter()
     with warnings.catch_warnings():
         # float16 without multi_precision: the note above replaces the optimizer's warning
         warnings.filterwarnings("ignore", message="Accumulating with float16", category=UserWarning)
         status = _epochs(args, world, model, trainer, x_train, y_train, x_test, y_test, bar_cls,
-                         steps_per_epoch, step_losses, epoch_losses)
+                         steps_per_epoch, step_losses, epoch_losses, step_lrs)
     if status:
         return status
     test_acc = model.accuracy(x_test, y_test)
     if world.is_main:
         print("test accuracy: %.4f (%d epochs in %.1f s)" % (test_acc, args.epochs,
                                                            time.perf_counter() - started))
+        title = run_title(name, args, dtype, base_lr)
         if args.plot:
             plot_losses(args.plot, step_losses, epoch_losses, steps_per_epoch,
-                        "%s, %s, %s" % (name, args.dtype, "test acc %.3f" % test_acc))
+                        "%s; test acc %.3f" % (title, test_acc))
             print("loss curve written to %s" % args.plot)
+        if args.plot_lr:
+            plot_lrs(args.plot_lr, step_lrs, steps_per_epoch, title)
+            print("learning-rate curve written to %s" % args.plot_lr)
     return 0
 
 
+def run_title(name, args, dtype, base_lr):
+    """``'adam, bfloat16 + fp32 master, cosine schedule from 1.000e-03'``: what a plot shows."""
+    precision = args.dtype
+    if dtype.itemsize == 2:
+        precision += " + fp32 master" if args.multi_precision else " (no master copy)"
+    schedule = ("constant lr %s" % format_lr(base_lr) if args.lr_scheduler == "none"
+                else "%s schedule from %s" % (args.lr_scheduler, format_lr(base_lr)))
+    return "%s, %s, %s" % (name, precision, schedule)
+
+
 def _epochs(args, world, model, trainer, x_train, y_train, x_test, y_test, bar_cls, steps_per_epoch,
-            step_losses, epoch_losses):
+            step_losses, epoch_losses, step_lrs):
     rng = np.random.default_rng(args.seed)
     first_step = True
     for epoch in range(1, args.epochs + 1):
@@ -423,6 +487,7 @@ def _epochs(args, world, model, trainer, x_train, y_train, x_test, y_test, bar_c
                     sys.stdout.flush()
                 t_first = time.perf_counter()
                 trainer.step(len(batch))
+                step_lrs.append(trainer.learning_rate)
                 if world.is_main:
                     print("%.1f s" % (time.perf_counter() - t_first))
                     sys.stdout.flush()
@@ -431,6 +496,8 @@ def _epochs(args, world, model, trainer, x_train, y_train, x_test, y_test, bar_c
                 timed_from = len(mine)
             else:
                 trainer.step(len(batch))
+                # the rate of the update just made: the scheduler's value at the new count
+                step_lrs.append(trainer.learning_rate)
             step_losses.append(loss / max(len(mine), 1))
             loss_sum += loss
             correct += hits
@@ -447,9 +514,9 @@ def _epochs(args, world, model, trainer, x_train, y_train, x_test, y_test, bar_c
             print("epoch %d: the loss is not finite (%r); try a smaller --lr" % (epoch, epoch_losses[-1]))
             return 1
         if world.is_main:
-            print("epoch %2d/%d  loss %.4f  train acc %.4f  test acc %.4f  lr %.4g  %.0f samples/s"
+            print("epoch %2d/%d  loss %.4f  train acc %.4f  test acc %.4f  lr %s  %.0f samples/s"
                   % (epoch, args.epochs, epoch_losses[-1], correct / seen, test_acc,
-                     trainer.learning_rate, timed / max(elapsed, 1e-9)))
+                     format_lr(trainer.learning_rate), timed / max(elapsed, 1e-9)))
             sys.stdout.flush()
     return 0
 
@@ -465,8 +532,24 @@ def plot_losses(path, step_losses, epoch_losses, steps_per_epoch, title):
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_lrs(path, step_lrs, steps_per_epoch, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot(np.arange(1, len(step_lrs) + 1), step_lrs, lw=1.2)
+    for epoch in range(1, len(step_lrs) // max(steps_per_epoch, 1)):
+        ax.axvline(epoch * steps_per_epoch, color="0.85", lw=0.5, zorder=0)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -102,6 +102,7 @@ import zipfile
 
 import numpy as np
 
+from . import _namespace
 from . import _state_io
 from . import random as _random
 from .optimizer.optimizer import map_state, state_leaves
@@ -109,7 +110,8 @@ from .optimizer.updater import Updater
 from .trainer import Trainer, _atomic_write, _compare_state
 
 __all__ = ["Communicator", "SingleProcessCommunicator", "MPICommunicator", "init",
-           "DistributedTrainer", "MANIFEST_KIND", "SHARD_KIND"]
+           "DistributedTrainer", "MANIFEST_KIND", "SHARD_KIND", "StateFormatError",
+           "norm_hook_available"]
 
 StateFormatError = _state_io.StateFormatError
 
@@ -1141,3 +1143,6 @@ def _load_updater(data, current):
     updater = Updater(current)
     updater.set_states(data)
     return updater.optimizer, updater.states
+
+
+__dir__ = _namespace.public_dir(__name__)

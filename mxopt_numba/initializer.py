@@ -53,15 +53,19 @@ Differences from MXNet, all of them fixes of plain bugs or clearer errors:
   ``IndexError`` or ``AssertionError`` in some of these places.
 * ``FusedRNN`` (MXNet 1.x) is kept, and registered so that ``create(fused.dumps())`` works.
 """
+from __future__ import annotations
+
 import json
 import logging
 import math
 import os
 import re
 import warnings
+from typing import Any, Callable, Union
 
 import numpy as np
 
+from . import _namespace
 from . import random as _random
 from .registry import Registry
 
@@ -72,6 +76,9 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+
+#: what ``rng=`` accepts: a Generator, a seed, or None for the library's stream
+RngLike = Union[np.random.Generator, int, None]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -164,7 +171,7 @@ class Initializer:
         self._print_func = None
 
     # -- configuration -------------------------------------------------------------------
-    def set_verbosity(self, verbose=False, print_func=None):
+    def set_verbosity(self, verbose: bool = False, print_func: Callable[[np.ndarray], str] | None = None) -> Initializer:
         """Switch logging of every initialized array on or off; returns ``self``.
 
         ``print_func(arr) -> str`` computes the logged statistic; the default is the root
@@ -188,7 +195,7 @@ class Initializer:
         return _random.generator(self._rng)
 
     # -- serialization -------------------------------------------------------------------
-    def dumps(self):
+    def dumps(self) -> str:
         """JSON text ``[lower-cased class name, kwargs]``; ``create`` reads it back."""
         return json.dumps([self.__class__.__name__.lower(), self._kwargs], default=_json_default)
 
@@ -209,7 +216,7 @@ class Initializer:
         return "%s(%s)" % (type(self).__name__, args)
 
     # -- dispatch ------------------------------------------------------------------------
-    def __call__(self, desc, arr):
+    def __call__(self, desc: str, arr: np.ndarray) -> None:
         """Initialize ``arr`` in place according to ``desc`` (see the module docstring)."""
         if not isinstance(desc, InitDesc):
             self._legacy_init(desc, arr)
@@ -336,19 +343,19 @@ class Initializer:
 _registry = Registry(Initializer, "initializer")
 
 
-def register(klass, name=None):
+def register(klass: type[Initializer], name: str | None = None) -> type[Initializer]:
     """Register an :class:`Initializer` subclass under its lower-cased class name
     (or ``name``); usable as a class decorator.  A second registration of a name warns
     (``UserWarning``) and wins."""
     return _registry.register(klass, name)
 
 
-def alias(*names):
+def alias(*names: str) -> Callable[[type[Initializer]], type[Initializer]]:
     """Class decorator registering an initializer under the extra ``names``."""
     return _registry.alias(*names)
 
 
-def create(*args, **kwargs):
+def create(*args: Any, **kwargs: Any) -> Initializer:
     """Build an initializer.
 
     ``create(x, *args, **kwargs)`` where ``x`` is an :class:`Initializer` (returned as is;
@@ -408,7 +415,7 @@ class Load:
         self.default_init = default_init
         self.verbose = verbose
 
-    def __call__(self, name, arr):
+    def __call__(self, name: str, arr: np.ndarray) -> None:
         if name in self.param:
             src = np.asarray(self.param[name])
             if tuple(arr.shape) != tuple(src.shape):
@@ -443,7 +450,7 @@ class Mixed:
                              % (len(patterns), len(initializers)))
         self.map = list(zip([re.compile(p) for p in patterns], initializers))
 
-    def __call__(self, name, arr):
+    def __call__(self, name: str, arr: np.ndarray) -> None:
         for prog, init in self.map:
             if prog.match(name):
                 init(name, arr)
@@ -486,7 +493,7 @@ class Constant(Initializer):
     equal initializer from it.
     """
 
-    def __init__(self, value):
+    def __init__(self, value: float | np.ndarray) -> None:
         super().__init__(value=value)
         self.value = value
 
@@ -512,7 +519,7 @@ class Uniform(Initializer):
         Own random stream (default: :func:`mxopt_numba.random.generator`); not dumped.
     """
 
-    def __init__(self, scale=0.07, rng=None):
+    def __init__(self, scale: float = 0.07, rng: RngLike = None) -> None:
         super().__init__(scale=scale)
         self.scale = scale
         self._rng = _as_generator(rng)
@@ -536,7 +543,7 @@ class Normal(Initializer):
         Own random stream; not dumped.
     """
 
-    def __init__(self, sigma=0.01, rng=None):
+    def __init__(self, sigma: float = 0.01, rng: RngLike = None) -> None:
         super().__init__(sigma=sigma)
         self.sigma = sigma
         self._rng = _as_generator(rng)
@@ -568,7 +575,7 @@ class Orthogonal(Initializer):
         Own random stream; not dumped.
     """
 
-    def __init__(self, scale=1.414, rand_type="uniform", rng=None):
+    def __init__(self, scale: float = 1.414, rand_type: str = "uniform", rng: RngLike = None) -> None:
         super().__init__(scale=scale, rand_type=rand_type)
         self.scale = scale
         self.rand_type = rand_type
@@ -628,7 +635,8 @@ class Xavier(Initializer):
         Own random stream; not dumped.
     """
 
-    def __init__(self, rnd_type="uniform", factor_type="avg", magnitude=3, rng=None):
+    def __init__(self, rnd_type: str = "uniform", factor_type: str = "avg", magnitude: float = 3,
+                 rng: RngLike = None) -> None:
         super().__init__(rnd_type=rnd_type, factor_type=factor_type, magnitude=magnitude)
         self.rnd_type = rnd_type
         self.factor_type = factor_type
@@ -681,7 +689,7 @@ class MSRAPrelu(Xavier):
         Own random stream; not dumped.
     """
 
-    def __init__(self, factor_type="avg", slope=0.25, rng=None):
+    def __init__(self, factor_type: str = "avg", slope: float = 0.25, rng: RngLike = None) -> None:
         magnitude = 2.0 / (1 + slope ** 2)
         super().__init__("gaussian", factor_type, magnitude, rng=rng)
         self._kwargs = {"factor_type": factor_type, "slope": slope}
@@ -731,7 +739,7 @@ class LSTMBias(Initializer):
     ending in ``bias`` the generic dispatch gives zeros, as in MXNet.
     """
 
-    def __init__(self, forget_bias=1.0):
+    def __init__(self, forget_bias: float = 1.0) -> None:
         super().__init__(forget_bias=forget_bias)
         self.forget_bias = forget_bias
 
@@ -950,3 +958,6 @@ class RNNFused(Initializer):
             if not _is_set(getattr(self, attr)):
                 setattr(self, attr, init)
                 self._kwargs["%s_initializer" % key] = _init_spec(init)
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -39,13 +39,15 @@ writing anything, a scheduler that could not be restored (a plain function, a cl
 defined inside a function, an attribute of another type).  Loading never imports a
 module: import the module that defines the class before loading the checkpoint.
 """
+from __future__ import annotations
 
 import logging
 import math
 import numbers
 import sys
+from typing import Any, Sequence
 
-from . import _state_io
+from . import _namespace, _state_io
 from ._state_io import StateFormatError
 
 __all__ = [
@@ -125,7 +127,8 @@ class LRScheduler:
     _state_fields = ("base_lr", "warmup_steps", "warmup_begin_lr", "warmup_final_lr",
                      "warmup_mode")
 
-    def __init__(self, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, base_lr: float = 0.01, warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         name = type(self).__name__
         _require_real(name, "base_lr", base_lr)
         warmup_steps = _require_int(name, "warmup_steps", warmup_steps)
@@ -145,7 +148,7 @@ class LRScheduler:
         self.warmup_final_lr = base_lr
         self.warmup_mode = warmup_mode
 
-    def get_warmup_lr(self, num_update):
+    def get_warmup_lr(self, num_update: int) -> float:
         """Warm-up learning rate for ``num_update < warmup_steps``."""
         if not num_update < self.warmup_steps:
             raise ValueError("%s.get_warmup_lr: num_update must be < warmup_steps=%r, got %r"
@@ -159,14 +162,14 @@ class LRScheduler:
         raise ValueError("%s: warmup_mode must be 'linear' or 'constant', got %r"
                          % (type(self).__name__, self.warmup_mode))
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         """Return the learning rate for update number ``num_update``."""
         raise NotImplementedError("%s does not implement __call__; use one of its subclasses "
                                   "(FactorScheduler, MultiFactorScheduler, PolyScheduler, "
                                   "CosineScheduler)" % type(self).__name__)
 
     # ----------------------------------------------------------------- state
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The scheduler's configuration and mutable state as a JSON-compatible dict.
 
         For the classes of this module the dict holds ``"class"`` (the class name) and one
@@ -194,7 +197,7 @@ class LRScheduler:
             d[key] = _plain(getattr(self, key))
         return d
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> LRScheduler:
         """Restore what :meth:`state_dict` returned (in place; returns ``self``)."""
         if not isinstance(state, dict):
             raise TypeError("%s.load_state_dict: state must be a dict, got %s"
@@ -271,8 +274,9 @@ class FactorScheduler(LRScheduler):
 
     _state_fields = LRScheduler._state_fields + ("step", "factor", "stop_factor_lr", "count")
 
-    def __init__(self, step, factor=1, stop_factor_lr=1e-8, base_lr=0.01, warmup_steps=0,
-                 warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, step: int, factor: float = 1, stop_factor_lr: float = 1e-8,
+                 base_lr: float = 0.01, warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         name = type(self).__name__
         _require_real(name, "step", step)
@@ -289,7 +293,7 @@ class FactorScheduler(LRScheduler):
         self.stop_factor_lr = stop_factor_lr
         self.count = 0
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         while num_update > self.count + self.step:
@@ -332,8 +336,9 @@ class MultiFactorScheduler(LRScheduler):
 
     _state_fields = LRScheduler._state_fields + ("step", "factor", "count", "cur_step_ind")
 
-    def __init__(self, step, factor=1, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0,
-                 warmup_mode="linear"):
+    def __init__(self, step: Sequence[int], factor: float = 1, base_lr: float = 0.01,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
         name = type(self).__name__
         if not isinstance(step, list):
@@ -358,7 +363,7 @@ class MultiFactorScheduler(LRScheduler):
         self.count = 0
         self.cur_step_ind = 0
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         while self.cur_step_ind < len(self.step) and num_update > self.step[self.cur_step_ind]:
@@ -397,7 +402,7 @@ class _DecayToMax(LRScheduler):
     def _curve(self, num_update):
         raise NotImplementedError
 
-    def __call__(self, num_update):
+    def __call__(self, num_update: int) -> float:
         if num_update < self.warmup_steps:
             return self.get_warmup_lr(num_update)
         if num_update <= self.max_update:
@@ -433,8 +438,9 @@ class PolyScheduler(_DecayToMax):
 
     _state_fields = _DecayToMax._state_fields + ("power",)
 
-    def __init__(self, max_update, base_lr=0.01, pwr=2, final_lr=0, warmup_steps=0,
-                 warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, max_update: int, base_lr: float = 0.01, pwr: float = 2, final_lr: float = 0,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
                          warmup_mode)
         _require_real(type(self).__name__, "pwr", pwr)
@@ -478,8 +484,9 @@ class CosineScheduler(_DecayToMax):
         See :class:`LRScheduler`.
     """
 
-    def __init__(self, max_update, base_lr=0.01, final_lr=0, warmup_steps=0,
-                 warmup_begin_lr=0, warmup_mode="linear"):
+    def __init__(self, max_update: int, base_lr: float = 0.01, final_lr: float = 0,
+                 warmup_steps: int = 0, warmup_begin_lr: float = 0,
+                 warmup_mode: str = "linear") -> None:
         super().__init__(max_update, base_lr, final_lr, warmup_steps, warmup_begin_lr,
                          warmup_mode)
 
@@ -498,7 +505,7 @@ def _builtin(cls):
     return _CLASSES.get(cls.__name__) is cls
 
 
-def from_state_dict(state):
+def from_state_dict(state: dict[str, Any]) -> LRScheduler:
     """Build a scheduler from a dict returned by ``state_dict()`` (class taken from it)."""
     if not isinstance(state, dict):
         raise TypeError("from_state_dict: state must be a dict, got %s" % type(state).__name__)
@@ -639,3 +646,6 @@ def _to_checkpoint(value, where):
 def _from_checkpoint(path, state):
     """Inverse of :func:`_to_checkpoint`."""
     return _restore(_resolve(path), state, path)
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -19,10 +19,14 @@ its own reference to the buffer (``g = p.grad`` once, then writes into ``g`` eve
 iteration) calls ``p.mark_fresh()`` after writing, or steps with
 ``ignore_stale_grad=True``.
 """
+from __future__ import annotations
+
 import numbers
+from typing import Any
 
 import numpy as np
 
+from . import _namespace
 from .kernels import _launch
 
 __all__ = ["Parameter"]
@@ -62,7 +66,8 @@ class Parameter:
     See the module docstring for when a gradient counts as fresh.
     """
 
-    def __init__(self, name, data, grad=None, lr_mult=1.0, wd_mult=1.0, grad_req="write"):
+    def __init__(self, name: str, data: np.ndarray, grad: np.ndarray | None = None, lr_mult: float = 1.0,
+                 wd_mult: float = 1.0, grad_req: str = "write") -> None:
         if not isinstance(name, str) or not name:
             raise TypeError("Parameter name must be a non-empty str, got %r" % (name,))
         self._name = name
@@ -112,39 +117,39 @@ class Parameter:
 
     # ------------------------------------------------------------------ attributes
     @property
-    def name(self):
+    def name(self) -> str:
         return self._name
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return self._data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self._data.dtype
 
     @property
-    def lr_mult(self):
+    def lr_mult(self) -> float:
         return self._lr_mult
 
     @lr_mult.setter
-    def lr_mult(self, value):
+    def lr_mult(self, value: float) -> None:
         self._lr_mult = _real("Parameter %r: lr_mult" % self._name, value)
 
     @property
-    def wd_mult(self):
+    def wd_mult(self) -> float:
         return self._wd_mult
 
     @wd_mult.setter
-    def wd_mult(self, value):
+    def wd_mult(self, value: float) -> None:
         self._wd_mult = _real("Parameter %r: wd_mult" % self._name, value)
 
     @property
-    def grad_req(self):
+    def grad_req(self) -> str:
         return self._grad_req
 
     @grad_req.setter
-    def grad_req(self, req):
+    def grad_req(self, req: str) -> None:
         if req not in _GRAD_REQS:
             raise ValueError("Parameter %r: grad_req must be one of %s, got %r"
                              % (self._name, ", ".join(map(repr, _GRAD_REQS)), req))
@@ -156,15 +161,15 @@ class Parameter:
         self._fresh = False
 
     @property
-    def data(self):
+    def data(self) -> np.ndarray:
         """The weight array (the Trainer updates this object in place)."""
         return self._data
 
     @data.setter
-    def data(self, value):
+    def data(self, value: np.ndarray) -> None:
         self.set_data(value)
 
-    def set_data(self, value):
+    def set_data(self, value: np.ndarray) -> None:
         """Copy ``value`` into the weight array (same object, so cached plans stay valid)."""
         value = self._incoming(value, self._data, "new data")
         np.copyto(self._data, value, casting="same_kind")
@@ -187,7 +192,7 @@ class Parameter:
         return value
 
     @property
-    def grad(self):
+    def grad(self) -> np.ndarray | None:
         """The gradient buffer; reading it counts as writing a new gradient (see module doc)."""
         if self._grad is None:
             raise RuntimeError("Parameter %r has grad_req='null': it has no gradient" % self._name)
@@ -195,7 +200,7 @@ class Parameter:
         return self._grad
 
     @grad.setter
-    def grad(self, value):
+    def grad(self, value: np.ndarray) -> None:
         if self._grad is None:
             raise RuntimeError("Parameter %r has grad_req='null': it has no gradient" % self._name)
         if value is not self._grad:
@@ -210,7 +215,7 @@ class Parameter:
             np.copyto(self._grad, value, casting="same_kind")
 
     # ------------------------------------------------------------------ gradient helpers
-    def set_grad(self, value):
+    def set_grad(self, value: np.ndarray) -> None:
         """Store a new gradient as a backward pass would: overwrite for
         ``grad_req='write'``, accumulate for ``'add'``; marks it fresh."""
         if self._grad is None:
@@ -218,23 +223,23 @@ class Parameter:
         self._copy_into_grad(value, add=self._grad_req == "add")
         self._fresh = True
 
-    def mark_fresh(self):
+    def mark_fresh(self) -> None:
         """Declare that the gradient buffer holds a new gradient (after writing into a
         reference to it that you kept)."""
         self._fresh = True
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set the gradient buffer to 0 (does not make it fresh)."""
         if self._grad is not None:
             self._grad.fill(0)
 
     @property
-    def fresh_grad(self):
+    def fresh_grad(self) -> bool:
         """True when a new gradient was written since the last step."""
         return self._fresh
 
     # ------------------------------------------------------------------ initialization
-    def initialize(self, init=None, attrs=None):
+    def initialize(self, init: Any = None, attrs: dict[str, Any] | None = None) -> None:
         """Fill ``data`` through an initializer, dispatched on the parameter's name.
 
         ``init`` is an :class:`~mxopt_numba.initializer.Initializer`, a registered name
@@ -250,3 +255,6 @@ class Parameter:
     def __repr__(self):
         return "Parameter(%r, shape=%s, dtype=%s, lr_mult=%r, wd_mult=%r, grad_req=%r)" % (
             self._name, self._data.shape, self._data.dtype, self._lr_mult, self._wd_mult, self._grad_req)
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -7,6 +7,10 @@ values, which is how optimizer checkpoints resume SGLD's noise exactly.
 """
 import numpy as np
 
+from . import _namespace
+
+__all__ = ["seed", "generator", "get_state", "set_state"]
+
 _generator = None
 
 
@@ -78,3 +82,6 @@ def _plain(value):
     if isinstance(value, np.ndarray):
         return value.copy()
     return value
+
+
+__dir__ = _namespace.public_dir(__name__)

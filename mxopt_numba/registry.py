@@ -9,6 +9,10 @@ import difflib
 import json
 import warnings
 
+from . import _namespace
+
+__all__ = ["Registry"]
+
 
 class Registry:
     """Maps lower-cased names to subclasses of ``base``."""
@@ -81,3 +85,6 @@ class Registry:
             return self.get(text)(*args, **kwargs)
         raise TypeError("%s must be a name, a %s instance, a dict or a JSON string, got %r"
                         % (self.kind, self.base.__name__, spec))
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -15,7 +15,7 @@ import operator
 
 import numpy as np
 
-from . import _device
+from . import _device, _namespace
 
 __all__ = ["RowSparseArray", "row_sparse_array", "is_row_sparse", "check_row_indices"]
 
@@ -241,3 +241,6 @@ def row_sparse_array(arg, shape=None, dtype=None):
 
 def is_row_sparse(x):
     return isinstance(x, RowSparseArray)
+
+
+__dir__ = _namespace.public_dir(__name__)

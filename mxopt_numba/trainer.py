@@ -12,25 +12,33 @@
 Every step updates all parameters through **one** call of the
 :class:`~mxopt_numba.optimizer.Updater` with the full lists, so the optimizer's
 ``aggregate_num`` decides how many tensors share a kernel launch (``numpy.inf``: one
-launch for the whole model).  The lists and the arrays in them are the same objects from
+launch per storage layout for the whole model, the Trainer's default for an optimizer
+given by name).  The lists and the arrays in them are the same objects from
 step to step, so the optimizer's launch plans are built once and reused.
 """
+from __future__ import annotations
+
 import math
 import numbers
 import os
 import tempfile
 import warnings
+from typing import Any, Sequence
 
+from . import _namespace
 from . import _state_io
 from . import random as _random
 from .optimizer import Optimizer, create
 from .optimizer.optimizer import state_leaves
 from .optimizer.updater import Updater
 from .parameter import Parameter
+from .utils import clip_global_norm as _clip_global_norm
 
-__all__ = ["Trainer"]
+__all__ = ["Trainer", "StateFormatError"]
 
 StateFormatError = _state_io.StateFormatError
+
+_STATE_DICT_FORMAT = "mxopt_numba.Trainer"
 
 
 class Trainer:
@@ -42,7 +50,7 @@ class Trainer:
         A dict ``name -> Parameter`` (ordered by sorted key, as MXNet does) or a list
         (kept in order).  Parameter ``k`` of that order has index ``k`` in the optimizer;
         a Parameter object given twice (shared weights) is updated once.
-    optimizer : str or Optimizer
+    optimizer : str or mxopt_numba.optimizer.Optimizer
         A registered name (``'sgd'``, ``'adam'``, ...) or an instance.
     optimizer_params : dict or sequence of (key, value) pairs, optional
         Keyword arguments of the optimizer when it is given by name; must be empty when
@@ -52,14 +60,34 @@ class Trainer:
         array of the list, in place, by its sum over all workers.  Then pass the global
         batch size to :meth:`step`.  None (one process): :meth:`allreduce_grads` does
         nothing.
+    clip_global_norm : float, optional
+        Clip the joint L2 norm of the *rescaled* gradients (the gradients times
+        ``rescale_grad / batch_size``, what the update rule sees) to this value: at every
+        :meth:`step` / :meth:`update`, after the all-reduce and before the update, the
+        gradient buffers of the parameters about to be updated are scaled in place by
+        :func:`mxopt_numba.utils.clip_global_norm` with ``max_norm = clip_global_norm /
+        (rescale_grad / batch_size)``.  The optimizer's own element-wise
+        ``clip_gradient`` applies afterwards.  The norm measured (of the rescaled
+        gradients, before clipping) is kept in :attr:`last_grad_norm`.  None: no clipping.
 
+    Notes
+    -----
     The Trainer hands the optimizer ``param_dict`` (index -> Parameter: ``lr_mult`` and
     ``wd_mult`` are read at every step) and ``param_idx2name`` (index -> parameter name,
     for name-keyed multipliers and name rules such as LARS's bias/gamma/beta exclusion;
     MXNet's gluon Trainer left it empty).
+
+    An optimizer given by name gets ``aggregate_num=numpy.inf`` (one kernel launch per
+    storage layout for the whole model) unless ``optimizer_params`` sets
+    ``aggregate_num``; an optimizer instance keeps its own setting.  The results are
+    bitwise the same for every ``aggregate_num``: each tensor's update, and each tensor's
+    norm in the layer-wise rules, is computed by the same code whichever tensors share
+    its launch.  Only the number of launches (the Python overhead per step) changes.
     """
 
-    def __init__(self, params, optimizer, optimizer_params=None, *, communicator=None):
+    def __init__(self, params: dict[str, Parameter] | Sequence[Parameter], optimizer: str | Optimizer,
+                 optimizer_params: dict[str, Any] | Sequence[tuple[str, Any]] | None = None, *,
+                 communicator: Any = None, clip_global_norm: float | None = None) -> None:
         self._params = _collect(params)
         self._param_dict = dict(enumerate(self._params))
         self._idx2name = {i: p.name for i, p in enumerate(self._params)}
@@ -73,6 +101,7 @@ class Trainer:
                                  "set them when creating %s, or pass the optimizer by name"
                                  % (", ".join(sorted(kwargs)), type(optimizer).__name__))
         elif isinstance(optimizer, str):
+            kwargs.setdefault("aggregate_num", math.inf)
             optimizer = create(optimizer, param_dict=self._param_dict,
                                param_idx2name=dict(self._idx2name), **kwargs)
         else:
@@ -83,31 +112,40 @@ class Trainer:
         self._updater = Updater(optimizer)
         self._communicator = communicator
         self._lists = None
+        if clip_global_norm is not None and (
+                isinstance(clip_global_norm, bool) or not isinstance(clip_global_norm, numbers.Real)
+                or not math.isfinite(clip_global_norm) or clip_global_norm <= 0):
+            raise ValueError("clip_global_norm must be None or a positive finite number, got %r"
+                             % (clip_global_norm,))
+        self._clip_global_norm = None if clip_global_norm is None else float(clip_global_norm)
+        #: global L2 norm of the rescaled gradients measured at the last step (before
+        #: clipping); None until a step ran with ``clip_global_norm`` set
+        self.last_grad_norm = None
 
     # ------------------------------------------------------------------ attributes
     @property
-    def optimizer(self):
+    def optimizer(self) -> Optimizer:
         return self._updater.optimizer
 
     @property
-    def params(self):
+    def params(self) -> list[Parameter]:
         """The parameters in index order."""
         return list(self._params)
 
     @property
-    def param_dict(self):
+    def param_dict(self) -> dict[int, Parameter]:
         """index -> Parameter (the dict the optimizer reads multipliers from)."""
         return self._param_dict
 
     @property
-    def param_idx2name(self):
+    def param_idx2name(self) -> dict[int, str]:
         return dict(self._idx2name)
 
     @property
-    def learning_rate(self):
+    def learning_rate(self) -> float:
         return self.optimizer.learning_rate
 
-    def set_learning_rate(self, lr):
+    def set_learning_rate(self, lr: float) -> None:
         """Set the optimizer's learning rate (``UserWarning`` raised when it has an
         lr_scheduler, as in MXNet)."""
         self.optimizer.set_learning_rate(lr)
@@ -117,7 +155,7 @@ class Trainer:
         optimizer.idx2name = {**optimizer.idx2name, **self._idx2name}
 
     # ------------------------------------------------------------------ training
-    def step(self, batch_size, ignore_stale_grad=False):
+    def step(self, batch_size: float, ignore_stale_grad: bool = False) -> None:
         """One optimization step: rescale gradients by ``1 / batch_size``, all-reduce them
         (data-parallel runs), update every parameter.
 
@@ -130,13 +168,13 @@ class Trainer:
         self.allreduce_grads()
         self._update(ignore_stale_grad)
 
-    def update(self, batch_size, ignore_stale_grad=False):
+    def update(self, batch_size: float, ignore_stale_grad: bool = False) -> None:
         """:meth:`step` without :meth:`allreduce_grads` (call that yourself first, e.g. to
         clip the reduced gradients in between)."""
         self._set_rescale(batch_size)
         self._update(ignore_stale_grad)
 
-    def allreduce_grads(self):
+    def allreduce_grads(self) -> None:
         """Sum the gradients over all workers: nothing to do in one process.
 
         The hook for data-parallel training: with a ``communicator`` its
@@ -147,7 +185,7 @@ class Trainer:
             return
         self._communicator.allreduce([p._grad for p in self._params if p._grad is not None])
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Set every gradient buffer to 0 (for ``grad_req='add'``)."""
         for p in self._params:
             p.zero_grad()
@@ -192,12 +230,22 @@ class Trainer:
             params = [params[k] for k in keep]
         if not indices:
             return
+        if self._clip_global_norm is not None:
+            self._clip(grads)
         self._updater(indices, grads, weights)
         for p in params:
             p._fresh = False
 
+    def _clip(self, grads):
+        scale = self.optimizer.rescale_grad
+        if scale == 0:
+            self.last_grad_norm = 0.0
+            return
+        raw = _clip_global_norm(grads, self._clip_global_norm / abs(scale))
+        self.last_grad_norm = raw * abs(scale)
+
     # ------------------------------------------------------------------ save / load
-    def save_states(self, fname):
+    def save_states(self, fname: str | os.PathLike[str]) -> None:
         """Write the optimizer's states and settings (update counts, scheduler, the
         library's random stream) to ``fname``, atomically: a temporary file in the same
         folder, then a rename, so an interrupted save never leaves a truncated file
@@ -210,7 +258,7 @@ class Trainer:
         cannot be saved)."""
         _atomic_write(fname, self._updater.get_states(dump_optimizer=True))
 
-    def load_states(self, fname):
+    def load_states(self, fname: str | os.PathLike[str]) -> None:
         """Restore what :meth:`save_states` wrote.
 
         The optimizer saved in the file (class, hyperparameters, update counts,
@@ -232,6 +280,37 @@ class Trainer:
         self._updater = updater
         if generator is not None:
             _random._use(generator)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's states and settings, in memory: what :meth:`save_states` writes.
+
+        Returns ``{"format": "mxopt_numba.Trainer", "version": 1, "states": bytes}``; the
+        bytes are the file contents :meth:`save_states` would write (no pickle inside), an
+        independent copy that later steps do not change.
+        """
+        return {"format": _STATE_DICT_FORMAT, "version": 1,
+                "states": self._updater.get_states(dump_optimizer=True)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (or ``{"states": <bytes of a file
+        written by save_states>}``), with the checks of :meth:`load_states`; the Trainer is
+        unchanged when they fail."""
+        if not isinstance(state_dict, dict) or not isinstance(state_dict.get("states"), (bytes, bytearray)):
+            raise StateFormatError("state_dict must be a dict returned by Trainer.state_dict(), got %s"
+                                   % (type(state_dict).__name__ if not isinstance(state_dict, dict)
+                                      else "a dict without 'states' bytes"))
+        if state_dict.get("format", _STATE_DICT_FORMAT) != _STATE_DICT_FORMAT or \
+                state_dict.get("version", 1) != 1:
+            raise StateFormatError("state_dict has format %r version %r; expected %r version 1"
+                                   % (state_dict.get("format"), state_dict.get("version"), _STATE_DICT_FORMAT))
+        updater = Updater(self.optimizer)
+        try:
+            updater.set_states(bytes(state_dict["states"]))
+        except StateFormatError as exc:
+            raise StateFormatError("state_dict: %s" % exc) from None
+        self._check_states(updater, "state_dict")
+        self._attach(updater.optimizer)
+        self._updater = updater
 
     def _check_states(self, updater, fname):
         opt = updater.optimizer
@@ -371,3 +450,6 @@ def _atomic_write(fname, data):
         pass
     finally:
         os.close(dir_fd)
+
+
+__dir__ = _namespace.public_dir(__name__)

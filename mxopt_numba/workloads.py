@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from . import _namespace
+
 __all__ = ["PRESETS", "shapes", "named_shapes", "resnet50", "bert_base", "resnet50_shapes",
            "bert_base_shapes", "make_arrays", "summary"]
 
@@ -124,3 +126,6 @@ def make_arrays(preset, dtype=np.float32, seed=0, scale=0.1):
         weights.append(np.ascontiguousarray(w.astype(dtype)))
         grads.append(np.ascontiguousarray(g.astype(dtype)))
     return weights, grads
+
+
+__dir__ = _namespace.public_dir(__name__)

@@ -53,7 +53,7 @@ def test_train_bad_options(capsys):
     assert cli.main(["train", "--optimizer-params", "momentum"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
     assert cli.main(["train", "--optimizer", "no_such_opt", "--epochs", "1"]) == 2
-    assert "cannot find optimizer" in capsys.readouterr().err
+    assert "unknown optimizer 'no_such_opt'" in capsys.readouterr().err
     assert cli.main(["train", "--lr-scheduler-params", "factor=0.5"]) == 2
     assert cli.main(["train", "--epochs", "0"]) == 2
 
@@ -231,3 +231,107 @@ def test_bench_json_reports_stability(tmp_path):
     assert "spread" in data["results"][0] and "unstable" in data["results"][0]
     if stability["unstable"]:
         assert "unreliable" in run.stdout
+
+
+# ---------------------------------------------------------------------- user errors, choices, plots
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--optimizer", "adam", "--optimizer-params", "momentum=0.9"], "--optimizer-params: Adam"),
+    (["--optimizer", "sgd", "--optimizer-params", "momentum=-1"], "momentum"),
+    (["--optimizer", "test"], "unknown optimizer 'test'"),
+    (["--optimizer", "adma"], "did you mean"),
+    (["--lr-scheduler", "cosine", "--lr-scheduler-params", "foo=1"], "--lr-scheduler-params"),
+    (["--hidden", "a,b"], "--hidden"),
+    (["--lr", "-1"], "learning_rate"),
+])
+def test_train_user_errors_are_one_line(argv, needle):
+    out = run_module("train", "--epochs", "1", "--no-progress", *argv)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+def test_internal_optimizer_is_not_offered(capsys):
+    assert "test" not in cli_train.user_optimizers()
+    assert {"sgd", "adam", "lamb"} <= set(cli_train.user_optimizers())
+    parser = cli.build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    help_text = capsys.readouterr().out
+    listed = re.search(r"one of: ([a-z, \n]+)\(default", help_text).group(1)
+    assert "test" not in re.split(r"[,\s]+", listed)
+    assert cli.main(["bench", "--list"]) == 0
+    assert "test" not in capsys.readouterr().out.split("optimizers: ")[1].split("\n")[0].split(", ")
+    assert cli.main(["bench", "--optimizer", "test"]) == 2
+    assert "unknown optimizer" in capsys.readouterr().err
+
+
+def test_bench_bad_numbers_are_one_line(capsys):
+    for argv in (["--repeats", "0"], ["--min-time", "-1"], ["--threads", "0"]):
+        assert cli.main(["bench", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: " + argv[0])
+
+
+def test_lr_column_has_one_format(capsys):
+    pytest.importorskip("sklearn")
+    rc = cli.main(["train", "--epochs", "4", "--optimizer", "adam", "--lr", "0.003", "--lr-scheduler",
+                   "factor", "--lr-scheduler-params", "factor=0.1", "--no-progress", "--hidden", "16"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    lrs = re.findall(r"  lr (\S+)  ", out)
+    assert len(lrs) == 4
+    assert all(re.fullmatch(r"\d\.\d{3}e[+-]\d\d", v) for v in lrs), lrs
+    assert float(lrs[0]) > 1e-3 > float(lrs[-1])          # spans the old mixed formats
+    assert "lr 3.000e-03, factor schedule" in out
+
+
+def test_plot_titles_and_lr_curve(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    seen = {}
+    real_losses, real_lrs = cli_train.plot_losses, cli_train.plot_lrs
+
+    def losses(path, step_losses, epoch_losses, steps_per_epoch, title):
+        seen["loss_title"] = title
+        real_losses(path, step_losses, epoch_losses, steps_per_epoch, title)
+
+    def lrs(path, step_lrs, steps_per_epoch, title):
+        seen["lrs"], seen["lr_title"] = list(step_lrs), title
+        real_lrs(path, step_lrs, steps_per_epoch, title)
+    monkeypatch.setattr(cli_train, "plot_losses", losses)
+    monkeypatch.setattr(cli_train, "plot_lrs", lrs)
+    loss_png, lr_png = tmp_path / "loss.png", tmp_path / "lr.png"
+    rc = cli.main(["train", "--epochs", "2", "--dtype", "bfloat16", "--multi-precision", "--lr", "0.05",
+                   "--lr-scheduler", "cosine", "--no-progress", "--hidden", "16",
+                   "--plot", str(loss_png), "--plot-lr", str(lr_png)])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert loss_png.read_bytes()[:8] == PNG and lr_png.read_bytes()[:8] == PNG
+    for key in ("loss_title", "lr_title"):
+        assert "bfloat16 + fp32 master" in seen[key] and "cosine schedule from 5.000e-02" in seen[key]
+    assert "test acc" in seen["loss_title"]
+    # step k used the cosine rate at update count k (closed form, MXNet's CosineScheduler)
+    total = len(seen["lrs"])
+    expected = [0.05 * (1 + math.cos(math.pi * k / total)) / 2 for k in range(1, total + 1)]
+    np.testing.assert_allclose(seen["lrs"], expected, rtol=1e-12, atol=1e-15)
+
+
+def test_run_title_without_master_or_schedule():
+    class Args:
+        dtype, multi_precision, lr_scheduler = "float16", False, "none"
+    title = cli_train.run_title("sgd", Args, np.dtype(np.float16), 0.1)
+    assert title == "sgd, float16 (no master copy), constant lr 1.000e-01"
+
+
+def test_bench_vs_torch_times_the_adapter(capsys):
+    if not cli_bench.torch_available():
+        pytest.skip("torch is not installed")
+    rc = cli.main(["bench", "--preset", "tiny", "--optimizer", "adamw", "--dtype", "float32",
+                   "--repeats", "1", "--min-time", "0.001", "--vs", "torch"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    row = [line for line in out.splitlines() if line.startswith("adamw")][0]
+    assert "adapter " in row and "AdamW fused" in row and "AdamW foreach" in row
+    assert row.count("time/adapter") == 2

@@ -391,3 +391,148 @@ def test_parameter_validation_and_initialize():
     u = mxo.Parameter("u_weight", np.zeros(100, np.float32)).initialize()
     assert 0 < np.abs(u.data).max() <= 0.07
     assert "fc_weight" in repr(w)
+
+
+# ---------------------------------------------------------------------- global-norm clipping
+
+def test_clip_global_norm_option_clips_the_rescaled_gradients():
+    rng = np.random.default_rng(11)
+    shapes, names = [(6, 5), (5,)], ["l_weight", "l_bias"]
+    params = make_params(shapes, names, dtype=np.float64, seed=2)
+    trainer = mxo.Trainer(params, "sgd", {"learning_rate": 0.5, "rescale_grad": 2.0}, clip_global_norm=0.3)
+    for p in params:
+        p.grad[...] = rng.standard_normal(p.shape) * 10
+    batch = 4
+    w0 = [p.data.copy() for p in params]
+    g0 = [p.grad.copy() for p in params]
+    r = 2.0 / batch
+    norm = np.sqrt(sum(np.sum((r * g) ** 2) for g in g0))
+    assert norm > 0.3
+    trainer.step(batch)
+    assert trainer.last_grad_norm == pytest.approx(norm, rel=1e-12)
+    # what the rule saw: the rescaled gradients, scaled to the global norm 0.3
+    seen = [r * p.grad for p in params]
+    assert np.sqrt(sum(np.sum(g ** 2) for g in seen)) == pytest.approx(0.3, rel=1e-7)
+    # clip_global_norm's scale on the raw buffers: max_norm / (norm + 1e-8), in raw units
+    scale = (0.3 / r) / (norm / r + 1e-8)
+    for p, w, g in zip(params, w0, g0):
+        np.testing.assert_allclose(p.grad, g * scale, rtol=1e-13)
+        np.testing.assert_allclose(p.data, w - 0.5 * r * g * scale, rtol=1e-12, atol=1e-14)
+
+
+def test_clip_global_norm_option_below_the_limit_changes_nothing():
+    rng = np.random.default_rng(12)
+    a, b = make_params(seed=3), make_params(seed=3)
+    ta = mxo.Trainer(a, "adam", {"learning_rate": 0.01}, clip_global_norm=1e6)
+    tb = mxo.Trainer(b, "adam", {"learning_rate": 0.01})
+    for _ in range(3):
+        for p, q in zip(a, b):
+            p.grad = q.grad = rng.standard_normal(p.shape).astype(np.float32)
+        ta.step(2)
+        tb.step(2)
+    for p, q in zip(a, b):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_clip_global_norm_option_is_checked():
+    for bad in (0, -1, float("inf"), "x", True):
+        with pytest.raises(ValueError, match="clip_global_norm"):
+            mxo.Trainer(make_params(), "sgd", clip_global_norm=bad)
+
+
+# ---------------------------------------------------------------------- in-memory state dict
+
+@pytest.mark.parametrize("dtype, mp", [(np.float32, False), (BF16, True)])
+def test_state_dict_mid_training_same_trajectory(dtype, mp):
+    rng = np.random.default_rng(4)
+    shapes, names = [(4, 5), (5,)], ["l1_weight", "l1_bias"]
+    grads = [[rng.standard_normal(s).astype(dtype) for s in shapes] for _ in range(6)]
+
+    def fresh(seed=5, **kw):
+        params = make_params(shapes, names, dtype=dtype, seed=seed)
+        sched = mxo.lr_scheduler.FactorScheduler(step=2, factor=0.5, base_lr=0.1)
+        return params, mxo.Trainer(params, "adam", {"lr_scheduler": sched, "multi_precision": mp, **kw})
+
+    ref_params, ref = fresh()
+    _run(ref, ref_params, grads)
+    params, trainer = fresh()
+    _run(trainer, params, grads[:3])
+    state = trainer.state_dict()
+    assert state["states"] == trainer.state_dict()["states"]
+    saved = [p.data.copy() for p in params]
+    _run(trainer, params, grads[3:4])             # later steps do not change the dict
+    params2, trainer2 = fresh(seed=9, beta1=0.5)
+    for p, w in zip(params2, saved):
+        p.set_data(w)
+    trainer2.load_state_dict(state)
+    assert trainer2.optimizer.beta1 == 0.9
+    _run(trainer2, params2, grads[3:])
+    for p, q in zip(params2, ref_params):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_dict_matches_the_file(tmp_path):
+    params = make_params()
+    trainer = mxo.Trainer(params, "sgd", {"momentum": 0.9})
+    _run(trainer, params, [[np.ones(p.shape, np.float32) for p in params]])
+    trainer.save_states(tmp_path / "s.bin")
+    other = mxo.Trainer(make_params(), "sgd", {"momentum": 0.9})
+    other.load_state_dict({"states": (tmp_path / "s.bin").read_bytes()})
+    assert other.state_dict()["states"] == trainer.state_dict()["states"]
+
+
+def test_load_state_dict_rejects_bad_input():
+    params = make_params()
+    trainer = mxo.Trainer(params, "sgd", {"momentum": 0.9})
+    before = trainer.state_dict()
+    for bad in (None, {}, {"states": "x"}, {"states": b"junk"},
+                {"format": "other", "version": 1, "states": before["states"]},
+                {"format": "mxopt_numba.Trainer", "version": 2, "states": before["states"]}):
+        with pytest.raises(StateFormatError):
+            trainer.load_state_dict(bad)
+    bigger = mxo.Trainer(make_params(((3, 4), (3,), (2,)), ("a", "b", "c")), "sgd", {"momentum": 0.9})
+    _run(bigger, bigger.params, [[np.ones(p.shape, np.float32) for p in bigger.params]])
+    with pytest.raises(StateFormatError, match="parameter index 2"):
+        trainer.load_state_dict(bigger.state_dict())
+    assert trainer.state_dict()["states"] == before["states"]
+
+
+# ---------------------------------------------------------------------- one launch by default
+
+def test_default_is_one_launch_for_the_whole_model():
+    assert mxo.Trainer(make_params(), "adam").optimizer.aggregate_num == np.inf
+    assert mxo.Trainer(make_params(), "adam", {"aggregate_num": 2}).optimizer.aggregate_num == 2
+    inst = mxo.optimizer.create("adam")
+    assert mxo.Trainer(make_params(), inst).optimizer.aggregate_num == 1
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("sgd", {"momentum": 0.9, "wd": 1e-3}),
+    ("adam", {"wd": 1e-3, "clip_gradient": 0.5}),
+    ("lamb", {}),
+    ("lars", {"momentum": 0.9}),
+    ("nag", {"momentum": 0.9}),
+])
+def test_default_aggregation_is_bitwise_the_same_as_one_tensor_per_launch(name, kwargs):
+    rng = np.random.default_rng(21)
+    shapes = [(40, 30), (30,), (7, 3, 3), (70000,), (3,)]
+    names = ["a_weight", "a_bias", "b_weight", "c_weight", "c_gamma"]
+    dtypes = [np.float32, np.float32, np.float16, np.float32, BF16]
+    runs = []
+    for agg in (None, 1):
+        params = [mxo.Parameter(n, np.random.default_rng(k).standard_normal(s).astype(d))
+                  for k, (n, s, d) in enumerate(zip(names, shapes, dtypes))]
+        opt_params = dict(kwargs, learning_rate=0.01, multi_precision=True)
+        if agg is not None:
+            opt_params["aggregate_num"] = agg
+        trainer = mxo.Trainer(params, name, opt_params)
+        assert trainer.optimizer.aggregate_num == (np.inf if agg is None else 1)
+        runs.append((params, trainer))
+    for _ in range(4):
+        gs = [rng.standard_normal(s) for s in shapes]
+        for params, trainer in runs:
+            for p, g in zip(params, gs):
+                p.grad = g.astype(p.dtype)
+            trainer.step(3)
+    for p, q in zip(*(r[0] for r in runs)):
+        assert p.data.tobytes() == q.data.tobytes(), p.name

@@ -3,10 +3,11 @@ and every registered update rule (one module each, all imported here)."""
 import importlib as _importlib
 import pkgutil as _pkgutil
 
+from .. import _namespace
 from .optimizer import DefaultValue, Optimizer, create, register
 from .updater import Updater, get_updater
 
-__all__ = ["Optimizer", "Updater", "create", "get_updater", "register"]
+__all__ = ["Optimizer", "Updater", "create", "get_updater", "register", "DefaultValue"]
 
 
 def _import_rules():
@@ -21,3 +22,5 @@ def _import_rules():
 
 
 _import_rules()
+
+__dir__ = _namespace.public_dir(__name__)

@@ -338,7 +338,11 @@ def _intervals(be, arrays):
     return starts, starts + sizes
 
 
-def check_disjoint(be, arrays, names):
+_WRITTEN_TWICE = ("every weight and state of one update call must be a separate array (the same "
+                  "array under two indices would be updated twice, in parallel)")
+
+
+def check_disjoint(be, arrays, names, why=_WRITTEN_TWICE):
     """Raise when two of ``arrays`` (arrays the kernels write) share memory; returns their
     non-empty intervals sorted by start, for the gradient checks."""
     keep = [i for i, a in enumerate(arrays) if a.size]
@@ -350,9 +354,7 @@ def check_disjoint(be, arrays, names):
         second = order[clash[0] + 1]
         first = order[np.nonzero(e_sorted[:clash[0] + 1] > s_sorted[clash[0] + 1])[0][0]]
         a, b = sorted((names[keep[first]], names[keep[second]]))
-        raise ValueError("%s and %s share memory: every weight and state of one update call must be "
-                         "a separate array (the same array under two indices would be updated twice, "
-                         "in parallel)" % (a, b))
+        raise ValueError("%s and %s share memory: %s" % (a, b, why))
     return s_sorted, e_sorted, [names[keep[i]] for i in order]
 
 

@@ -4,11 +4,14 @@ layout, multi-precision, and the launch of fused kernels over many tensors at on
 Subclasses implement ``create_state``, a readable NumPy ``step`` and a ``fused_step``
 that prepares per-tensor scalars and calls :meth:`Optimizer._launch`.
 """
+from __future__ import annotations
+
 import collections
 import math
 import numbers
 import warnings
 import weakref
+from typing import Any, Callable
 
 import numpy as np
 
@@ -164,10 +167,12 @@ class Optimizer:
     #: squares across processes (layer-wise rules call it on their norms); None alone
     norm_reducer = None
 
-    def __init__(self, rescale_grad=1.0, param_idx2name=None, wd=0.0, clip_gradient=None,
-                 learning_rate=None, lr_scheduler=None, sym=None, begin_num_update=0,
-                 multi_precision=False, param_dict=None, aggregate_num=None,
-                 use_fused_step=None, **kwargs):
+    def __init__(self, rescale_grad: float = 1.0, param_idx2name: dict[int, str] | None = None,
+                 wd: float = 0.0, clip_gradient: float | None = None,
+                 learning_rate: float | None = None, lr_scheduler: Callable[[int], float] | None = None,
+                 sym: Any = None, begin_num_update: int = 0, multi_precision: bool = False,
+                 param_dict: dict[int, Any] | None = None, aggregate_num: float | None = None,
+                 use_fused_step: bool | None = None, **kwargs: Any) -> None:
         if kwargs:
             raise TypeError("%s got unexpected keyword argument(s): %s"
                             % (type(self).__name__, ", ".join(sorted(kwargs))))
@@ -219,12 +224,12 @@ class Optimizer:
 
     # ------------------------------------------------------------------ registry
     @staticmethod
-    def register(klass):
+    def register(klass: type[Optimizer]) -> type[Optimizer]:
         """Register an optimizer class under its lower-cased name (decorator)."""
         return _registry.register(klass)
 
     @staticmethod
-    def create_optimizer(name, **kwargs):
+    def create_optimizer(name: str, **kwargs: Any) -> Optimizer:
         """Create an optimizer by registered name (case-insensitive)."""
         return _registry.create(name, **kwargs)
 
@@ -252,7 +257,7 @@ class Optimizer:
             return self.lr_scheduler(self.num_update)
         return self.lr
 
-    def set_learning_rate(self, lr):
+    def set_learning_rate(self, lr: float) -> None:
         """Set the base learning rate (an error while a scheduler is attached)."""
         if self.lr_scheduler is not None:
             raise UserWarning("LRScheduler of the optimizer has already been defined. Note that "
@@ -683,12 +688,12 @@ _registry = _registry_mod.Registry(Optimizer, "optimizer")
 Optimizer.opt_registry = _registry._classes
 
 
-def register(klass):
+def register(klass: type[Optimizer]) -> type[Optimizer]:
     """Register an optimizer class under its lower-cased class name (decorator)."""
     return _registry.register(klass)
 
 
-def create(name, **kwargs):
+def create(name: str | Optimizer | dict[str, Any], **kwargs: Any) -> Optimizer:
     """Create an optimizer by registered name (case-insensitive), e.g. ``create('adam')``."""
     return _registry.create(name, **kwargs)
 

@@ -1,9 +1,12 @@
 """The Updater: keeps one state per parameter index and feeds the optimizer whole chunks
 of tensors, so that one kernel launch updates up to ``aggregate_num`` of them."""
+from __future__ import annotations
+
 import collections
 import math
 import numbers
 import operator
+from typing import Any, Sequence, Union
 
 import numpy as np
 
@@ -14,6 +17,9 @@ from . import _headers, _plan
 from .optimizer import Optimizer, _registry, _user_update_kind
 
 __all__ = ["Updater", "get_updater"]
+
+#: a parameter index: an int, or a name
+Index = Union[int, str]
 
 _SKIP_ATTRS = {"param_dict", "_plans", "_all_index_update_counts", "_index_update_count",
                "norm_reducer", "_mp_swapped"}
@@ -91,7 +97,7 @@ class Updater:
     #: where a saved optimizer's class is looked up by name (mxopt_numba.v1 has its own)
     optimizer_registry = _registry
 
-    def __init__(self, optimizer):
+    def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError("Updater needs an Optimizer, got %s" % type(optimizer).__name__)
         self.optimizer = optimizer
@@ -114,7 +120,7 @@ class Updater:
     def aggregate_updates(self):
         return self.optimizer.aggregate_num > 1
 
-    def __call__(self, index, grad, weight):
+    def __call__(self, index: Index | Sequence[Index], grad: Any, weight: Any) -> None:
         if isinstance(index, (list, tuple)):
             indices, grads, weights = list(index), grad, weight
             if not isinstance(grads, (list, tuple)) or not isinstance(weights, (list, tuple)):
@@ -191,7 +197,7 @@ class Updater:
         return entry
 
     # ------------------------------------------------------------------ save / load
-    def get_states(self, dump_optimizer=False):
+    def get_states(self, dump_optimizer: bool = False) -> bytes:
         """Bytes holding every state (and, with ``dump_optimizer``, the optimizer's
         settings and update counts, its learning-rate scheduler and the position of the
         library's random stream, so that SGLD resumes exactly); no pickle inside.
@@ -205,7 +211,7 @@ class Updater:
             payload["rng"] = _random.get_state()
         return _state_io.dumps("updater", payload, encode_object=_encode_object)
 
-    def set_states(self, states):
+    def set_states(self, states: bytes) -> None:
         """Restore what :meth:`get_states` returned (a new optimizer too if it was dumped,
         and then the library's random stream)."""
         generator = self._load(states)
@@ -239,7 +245,7 @@ class Updater:
         return generator
 
 
-def get_updater(optimizer):
+def get_updater(optimizer: Optimizer) -> Updater:
     """An :class:`Updater` for ``optimizer``."""
     return Updater(optimizer)
 
