@@ -60,7 +60,11 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
     total = 0.0
     for dtype, members in groups:
         blocks, ptrs, n_elements = _table(members)
-        sums = launch.run(_norm_kernels.sum_sq_cpu, n_elements, blocks, ptrs, launch.storage_format(dtype))
+        fmt = launch.storage_format(dtype)
+        ct = launch.compute_dtype(dtype)
+        per_array = np.zeros(len(members), dtype=ct)
+        sums = launch.run(_norm_kernels.multi_sum_sq_cpu, n_elements, blocks, ptrs, per_array, per_array,
+                          np.zeros((len(members), 1), dtype=ct), fmt, fmt, None, fmt, ct(0.0))
         total += float(np.sum(sums[:, 0]))
     norm = math.sqrt(total)
     if not math.isfinite(norm):
@@ -72,8 +76,11 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
         scale = float(max_norm) / (norm + _EPS)
         for dtype, members in groups:
             blocks, ptrs, n_elements = _table(members)
-            launch.run(_norm_kernels.scale_cpu, n_elements, blocks, ptrs, launch.storage_format(dtype),
-                       launch.compute_dtype(dtype)(scale))
+            fmt = launch.storage_format(dtype)
+            ct = launch.compute_dtype(dtype)
+            factors = np.full(len(members), scale, dtype=ct)
+            launch.run(_norm_kernels.multi_scale_cpu, n_elements, blocks, ptrs, factors, factors,
+                       np.zeros((len(members), 1), dtype=ct), fmt, fmt, None, fmt)
     return norm
 
 
@@ -101,7 +108,9 @@ def _groups(arrays):
 
 
 def _table(members):
-    ptrs = np.array([[launch.address(a)] for a in members], dtype=np.int64).reshape(len(members), 1)
+    """The kernels' tables: each array fills the weight, gradient and master columns (the
+    sum of squares reads the first two; the scaling writes the first)."""
+    ptrs = np.repeat(np.array([launch.address(a) for a in members], dtype=np.int64)[:, None], 3, axis=1)
     sizes = [a.size for a in members]
     return launch.block_table(sizes), ptrs, int(sum(sizes))
 
