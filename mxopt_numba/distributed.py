@@ -90,12 +90,19 @@ works for states shaped like their weight (every element-wise rule) and otherwis
 with a clear error.  Every process must be able to read every file (a shared
 filesystem).
 """
+import atexit
+import contextlib
 import functools
+import hashlib
 import io
 import json
 import math
+import numbers
 import os
+import pickle
+import sys
 import time
+import traceback
 import uuid
 import warnings
 import zipfile
@@ -109,7 +116,8 @@ from .optimizer.updater import Updater
 from .trainer import Trainer, _atomic_write, _compare_state
 
 __all__ = ["Communicator", "SingleProcessCommunicator", "MPICommunicator", "init",
-           "DistributedTrainer", "MANIFEST_KIND", "SHARD_KIND"]
+           "DistributedTrainer", "DistributedError", "DistributedTimeoutError",
+           "install_abort_handler", "MANIFEST_KIND", "SHARD_KIND"]
 
 StateFormatError = _state_io.StateFormatError
 
@@ -154,6 +162,9 @@ class Communicator:
 
     def barrier(self):
         raise NotImplementedError
+
+    def set_context(self, step=None):
+        """The training step in progress (named in error messages); may be ignored."""
 
     def allgather_object(self, obj):
         """A list of every process's ``obj`` (small, picklable metadata only)."""
@@ -202,25 +213,37 @@ class SingleProcessCommunicator(Communicator):
 
 
 class MPICommunicator(Communicator):
-    """Collectives through mpi4py on ``comm`` (default ``MPI.COMM_WORLD``).
+    """Collectives through mpi4py on ``comm`` (default ``MPI.COMM_WORLD``), each with a
+    deadline.
+
+    Every collective is MPI's non-blocking form (``Iallreduce``, ``Ireduce_scatter``,
+    ``Iallgather``, ``Ibcast``), polled with ``Test``: a short spin, then sleeps that
+    grow up to a few milliseconds, so a process waiting for a slow peer does not hold a
+    core.  While it waits it reads the notices of its peers (below).  When ``timeout``
+    seconds pass (default: ``MXOPT_DIST_TIMEOUT`` or 300), it asks every peer where it
+    is, and raises :class:`DistributedTimeoutError` naming the operation, the step and
+    the processes that did not arrive; the communicator is unusable afterwards.
 
     Buffers go to MPI as they are (no copies); allreduce and allgather run in place.
     float16/bfloat16 sums go through a float32 scratch buffer (kept between calls).
 
     Sums of at least ``pairwise_above`` elements (None: never) use a pairwise exchange
-    instead of MPI's own reduce-scatter: in round ``k = 1 .. size-1`` each process sends
-    process ``rank+k`` its block and adds the block received from ``rank-k`` to its own.
-    An allreduce is that reduce-scatter followed by an in-place allgather.  On one node
-    this is several times faster than MPICH's ``MPI_Reduce_scatter_block`` and
-    ``MPI_Allreduce`` for large buffers (measured: 100 MB on 2 processes, 17 ms against
-    70 ms), needs one block of scratch memory, and every element is added up by its
-    owner only, so all processes receive the same bits.  Order of the sum for block
-    ``r``: ``g_r + g_(r-1) + g_(r-2) + ...`` (exactly ``a + b`` for two processes).
+    instead of MPI's reduce-scatter: in round ``k = 1 .. size-1`` each process sends
+    process ``rank+k`` its block and adds the block received from ``rank-k`` to its
+    own; an allreduce is then that reduce-scatter followed by an allgather.  Every
+    element is added up by its owner only, so all processes receive the same bits; the
+    order of the sum for block ``r`` is ``g_r + g_(r-1) + ...`` (exactly ``a + b`` for
+    two processes).  It stays the default for large sums because it is faster than
+    MPICH's tuned reductions on one node: ``tests/dist_worker.py --bench-collectives``
+    measured 17 ms against 55-60 ms for an allreduce or reduce-scatter of the ResNet-50
+    gradient (25.6 M float32) on 2 processes.  Allgathers and small sums are MPI's own.
+
+    Creating one installs the job's failure handling (see :func:`install_abort_handler`).
     """
 
     _TAG = 0x6D78
 
-    def __init__(self, comm=None, pairwise_above=1 << 16):
+    def __init__(self, comm=None, pairwise_above=1 << 16, timeout=None):
         MPI = _mpi()
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
@@ -229,6 +252,32 @@ class MPICommunicator(Communicator):
         self.pairwise_above = pairwise_above
         self._ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
         self._scratch = {}
+        self._control = _Control.of(self.comm)
+        self.timeout = timeout
+        install_abort_handler()
+
+    @property
+    def timeout(self):
+        """Seconds a collective may wait (also the deadline of the exit handshake)."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self._timeout = _resolve_timeout(value)
+        self._control.timeout = self._timeout
+
+    # ------------------------------------------------------------------ context
+    def set_context(self, step=None):
+        """The training step named in timeout and failure messages."""
+        self._control.step = step
+
+    @property
+    def broken(self):
+        """Why the communicator cannot be used any more (a collective timed out), or None."""
+        return self._control.broken
+
+    def abort(self, code=1):
+        self._control.abort(code)
 
     # ------------------------------------------------------------------ helpers
     def _type(self, dtype):
@@ -259,6 +308,17 @@ class MPICommunicator(Communicator):
     def _pairwise(self, n):
         return self.size > 1 and self.pairwise_above is not None and n >= self.pairwise_above
 
+    def _run(self, op, start):
+        """Start a non-blocking operation (``start()`` returns its request or requests)
+        and wait for it against the deadline."""
+        control = self._control
+        control.enter(op)
+        try:
+            reqs = start()
+            control.wait(reqs if isinstance(reqs, list) else [reqs], self.timeout)
+        finally:
+            control.leave()
+
     def _pairwise_reduce(self, flat, counts, out):
         """``out`` (may be ``flat``'s own block) <- block ``rank`` of the sum of ``flat``."""
         displs = _displacements(counts)
@@ -273,8 +333,9 @@ class MPICommunicator(Communicator):
         for k in range(1, size):
             dest, src = (rank + k) % size, (rank - k) % size
             d = displs[dest]
-            self.comm.Sendrecv([flat[d:d + counts[dest]], mtype], dest=dest, sendtag=self._TAG,
-                               recvbuf=[tmp, mtype], source=src, recvtag=self._TAG)
+            self._run("reduce-scatter (pairwise round %d)" % k, lambda: [
+                self.comm.Irecv([tmp, mtype], source=src, tag=self._TAG),
+                self.comm.Isend([flat[d:d + counts[dest]], mtype], dest=dest, tag=self._TAG)])
             np.add(out, tmp, out=out)
 
     # ------------------------------------------------------------------ collectives
@@ -286,7 +347,8 @@ class MPICommunicator(Communicator):
                 continue
             native = _native(a.dtype)
             if native and not (op == "sum" and self._pairwise(a.size)):
-                self.comm.Allreduce(self.MPI.IN_PLACE, self._buffer(a), op=mpi_op)
+                self._run("allreduce", lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, self._buffer(a),
+                                                                    op=mpi_op))
                 continue
             flat = a.reshape(-1)
             if not native:
@@ -297,7 +359,8 @@ class MPICommunicator(Communicator):
                 self._pairwise_reduce(flat, counts, None)
                 self.allgather(flat, counts)
             else:
-                self.comm.Allreduce(self.MPI.IN_PLACE, [flat, self.MPI.FLOAT], op=mpi_op)
+                self._run("allreduce", lambda: self.comm.Iallreduce(
+                    self.MPI.IN_PLACE, [flat, self.MPI.FLOAT], op=mpi_op))
             if not native:
                 np.copyto(a.reshape(-1), flat, casting="unsafe")
 
@@ -320,9 +383,11 @@ class MPICommunicator(Communicator):
         if self._pairwise(send.size):
             self._pairwise_reduce(s, counts, r)
         elif all(c == counts[0] for c in counts):
-            self.comm.Reduce_scatter_block(self._buffer(s), self._buffer(r), op=self.MPI.SUM)
+            self._run("reduce-scatter", lambda: self.comm.Ireduce_scatter_block(
+                self._buffer(s), self._buffer(r), op=self.MPI.SUM))
         else:
-            self.comm.Reduce_scatter(self._buffer(s), self._buffer(r), counts, op=self.MPI.SUM)
+            self._run("reduce-scatter", lambda: self.comm.Ireduce_scatter(
+                self._buffer(s), self._buffer(r), counts, op=self.MPI.SUM))
         if not native:
             np.copyto(recv.reshape(-1), r, casting="unsafe")
 
@@ -333,9 +398,10 @@ class MPICommunicator(Communicator):
         scale = raw.size // max(buf.size, 1)
         counts = [c * scale for c in counts]
         if all(c == counts[0] for c in counts):
-            self.comm.Allgather(self.MPI.IN_PLACE, [raw, mtype])
+            self._run("allgather", lambda: self.comm.Iallgather(self.MPI.IN_PLACE, [raw, mtype]))
         else:
-            self.comm.Allgatherv(self.MPI.IN_PLACE, [raw, counts, _displacements(counts), mtype])
+            self._run("allgather", lambda: self.comm.Iallgatherv(
+                self.MPI.IN_PLACE, [raw, counts, _displacements(counts), mtype]))
 
     def broadcast(self, arrays, root=0):
         _check_root(root, self.size)
@@ -343,17 +409,322 @@ class MPICommunicator(Communicator):
             _check_buffer(a)
             if a.size:
                 raw, mtype = self._raw(a)
-                self.comm.Bcast([raw, mtype], root=root)
+                self._run("broadcast", lambda: self.comm.Ibcast([raw, mtype], root=root))
 
     def barrier(self):
-        self.comm.Barrier()
+        self._run("barrier", lambda: self.comm.Ibarrier())
 
     def allgather_object(self, obj):
-        return self.comm.allgather(obj)
+        data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+        sizes = np.zeros(self.size, dtype=np.int64)
+        sizes[self.rank] = data.size
+        self.allgather(sizes, [1] * self.size)
+        counts = [int(n) for n in sizes]
+        buf = np.empty(sum(counts), dtype=np.uint8)
+        lo = sum(counts[:self.rank])
+        buf[lo:lo + data.size] = data
+        self.allgather(buf, counts)
+        out, lo = [], 0
+        for n in counts:
+            out.append(pickle.loads(buf[lo:lo + n].tobytes()))
+            lo += n
+        return out
 
     def broadcast_object(self, obj, root=0):
         _check_root(root, self.size)
-        return self.comm.bcast(obj, root=root)
+        data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8) \
+            if self.rank == root else None
+        size = np.array([0 if data is None else data.size], dtype=np.int64)
+        self.broadcast(size, root)
+        buf = data.copy() if data is not None else np.empty(int(size[0]), dtype=np.uint8)
+        self.broadcast(buf, root)
+        return obj if self.rank == root else pickle.loads(buf.tobytes())
+
+
+# ====================================================================== failure handling
+
+class DistributedError(RuntimeError):
+    """A fault of the distributed job (a mismatch between processes, a process that left
+    or failed).  ``everywhere`` is true when every live process raises it too."""
+
+    def __init__(self, message, everywhere=True):
+        super().__init__(message)
+        self.everywhere = everywhere
+
+
+class DistributedTimeoutError(DistributedError):
+    """A collective did not complete within the deadline.  Attributes: ``operation``,
+    ``step`` (None outside a training step), ``missing`` (ranks that did not arrive)."""
+
+    def __init__(self, message, operation, step, missing):
+        super().__init__(message)
+        self.operation, self.step, self.missing = operation, step, list(missing)
+
+
+_NOTICE = 0x6D79
+_DEFAULT_TIMEOUT = 300.0
+#: how long a process keeps listening for its peers' answers after a deadline passed
+_ASK_SECONDS = 2.0
+
+
+def _resolve_timeout(timeout):
+    """``timeout`` (seconds) or ``MXOPT_DIST_TIMEOUT`` or 300, checked."""
+    source = "timeout"
+    if timeout is None:
+        text = os.environ.get("MXOPT_DIST_TIMEOUT")
+        if text is None or not text.strip():
+            return _DEFAULT_TIMEOUT
+        source = "MXOPT_DIST_TIMEOUT"
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise ValueError("MXOPT_DIST_TIMEOUT must be a number of seconds, got %r" % text) from None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise ValueError("%s must be a positive number of seconds, got %r" % (source, timeout))
+    return float(timeout)
+
+
+def _describe_op(op, step):
+    return "%s%s" % (op, "" if step is None else " of step %d" % step)
+
+
+class _Control:
+    """The side channel of one process group: a duplicate of its communicator on which
+    processes send each other short notices (failed, exiting, where are you, here I
+    am), read while they wait in a collective.  One per group, shared by every
+    MPICommunicator on it; ``seq`` counts the collectives started on the group, so
+    processes compare positions without any extra message in the normal case."""
+
+    _all = []
+
+    @classmethod
+    def of(cls, comm):
+        MPI = _mpi()
+        for control in cls._all:
+            if comm.Compare(control.base) in (MPI.IDENT, MPI.CONGRUENT):
+                return control
+        control = cls(comm)
+        cls._all.append(control)
+        return control
+
+    def __init__(self, comm):
+        self.MPI = _mpi()
+        self.base = comm
+        self.ctl = comm.Dup()
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.seq = 0
+        self.op = None
+        self.step = None
+        self.broken = None
+        self.exits = {}             # rank -> its seq when it left
+        self.answers = {}           # rank -> (seq, op, step) while asking
+        self.sends = []
+        self.closed = False
+        self.timeout = None         # the deadline of the exit handshake (None: the default)
+
+    # -------------------------------------------------------------- notices
+    def send_all(self, message):
+        for r in range(self.size):
+            if r != self.rank:
+                try:
+                    self.sends.append(self.ctl.isend(message, dest=r, tag=_NOTICE))
+                except Exception:       # best effort: the job is going down anyway
+                    pass
+        self.sends = [s for s in self.sends if not s.Test()]
+
+    def read_notices(self, exiting=False):
+        status = self.MPI.Status()
+        while self.ctl.iprobe(source=self.MPI.ANY_SOURCE, tag=_NOTICE, status=status):
+            source = status.Get_source()
+            message = self.ctl.recv(source=source, tag=_NOTICE)
+            kind = message[0]
+            if kind == "failed":
+                self.fatal("process %d failed%s: %s" % (source, _at(message[2]), message[1]))
+            elif kind == "exit":
+                self.exits[source] = message[1]
+                if not exiting and self.op is not None and message[1] < self.seq:
+                    self.fatal("process %d left the job (exited after %d collectives%s) while this "
+                               "process waits for it in %s" % (source, message[1], _at(message[2]),
+                                                                _describe_op(self.op, self.step)))
+            elif kind == "where":
+                self.send_to(source, ("here", self.seq if self.op is not None else None,
+                                      self.op, self.step))
+            elif kind == "here":
+                self.answers[source] = message[1:]
+
+    def send_to(self, rank, message):
+        try:
+            self.sends.append(self.ctl.isend(message, dest=rank, tag=_NOTICE))
+        except Exception:
+            pass
+
+    def fatal(self, line):
+        """One line on stderr, then the whole job ends."""
+        sys.stdout.flush()
+        sys.stderr.write("mxopt_numba.distributed [rank %d]: %s; aborting the job\n" % (self.rank, line))
+        sys.stderr.flush()
+        self.abort(1)
+
+    def abort(self, code=1):
+        self.closed = True
+        self.base.Abort(code)
+
+    # -------------------------------------------------------------- waiting
+    def enter(self, op):
+        if self.broken:
+            raise DistributedError("the communicator is unusable: %s" % self.broken, everywhere=False)
+        self.seq += 1
+        self.op = op
+        if self.size > 1:
+            self.read_notices()
+
+    def leave(self):
+        self.op = None
+
+    def wait(self, reqs, timeout):
+        Test = self.MPI.Request.Testall
+        if Test(reqs):
+            return
+        start = time.monotonic()
+        deadline = start + timeout
+        spins = 0
+        delay = 0.0
+        while not Test(reqs):
+            spins += 1
+            if spins < 200:          # a fast collective: keep driving MPI's progress
+                continue
+            now = time.monotonic()
+            if now >= deadline:
+                self.timed_out(timeout)
+            self.read_notices()
+            # sleep longer the longer the wait lasts: 50 us up to 2 ms in the first
+            # second (transfers progress only inside Test), up to 20 ms afterwards
+            cap = 0.002 if now - start < 1.0 else 0.02
+            delay = min(max(delay * 1.5, 50e-6), cap)
+            time.sleep(delay)
+
+    def timed_out(self, timeout):
+        """Ask every peer where it is, name those that are not here, raise."""
+        op, step, seq = self.op, self.step, self.seq
+        self.answers = {}
+        self.send_all(("where",))
+        until = time.monotonic() + min(_ASK_SECONDS, max(0.5, timeout / 4))
+        while time.monotonic() < until and len(self.answers) < self.size - 1:
+            self.read_notices()
+            time.sleep(0.01)
+        missing, notes = [], []
+        for r in range(self.size):
+            if r == self.rank:
+                continue
+            answer = self.answers.get(r)
+            if answer is None:
+                missing.append(r)
+                notes.append("process %d did not answer" % r)
+            elif answer[0] != seq:
+                missing.append(r)
+                notes.append("process %d is %s" % (r, "outside any collective" if answer[1] is None
+                                                   else "in %s" % _describe_op(answer[1], answer[2])))
+        what = _describe_op(op, step)
+        message = ("%s did not complete within %g s: process(es) %s did not arrive (%s)"
+                   % (what, timeout, ", ".join(map(str, missing)) or "none", "; ".join(notes))
+                   if missing else
+                   "%s did not complete within %g s although every process arrived" % (what, timeout))
+        self.broken = "%s timed out" % what
+        raise DistributedTimeoutError(message, op, step, missing)
+
+    # -------------------------------------------------------------- exit
+    def farewell(self, timeout):
+        """At interpreter exit: tell the peers, wait until every peer left after the same
+        number of collectives (else end the job with a message)."""
+        if self.closed or self.size == 1:
+            return
+        if self.broken:
+            self.fatal("exiting after %s" % self.broken)
+        self.send_all(("exit", self.seq, self.step))
+        deadline = time.monotonic() + timeout
+        delay = 0.0
+        while len(self.exits) < self.size - 1:
+            self.read_notices(exiting=True)
+            if time.monotonic() >= deadline:
+                waiting = sorted(set(range(self.size)) - set(self.exits) - {self.rank})
+                self.fatal("process(es) %s did not finish within %g s of this process's exit"
+                           % (", ".join(map(str, waiting)), timeout))
+            delay = min(max(delay * 1.5, 1e-4), 0.02)
+            time.sleep(delay)
+        early = {r: n for r, n in self.exits.items() if n != self.seq}
+        if early:
+            self.fatal("processes left after different numbers of collectives (this one after %d; %s): "
+                       "a process skipped or added a step" % (self.seq, ", ".join(
+                           "process %d after %d" % kv for kv in sorted(early.items()))))
+        self.closed = True
+        for s in self.sends:
+            s.Test()
+
+
+def _at(step):
+    return "" if step is None else " at step %d" % step
+
+
+_HANDLER = {"installed": False, "previous": None}
+
+
+def install_abort_handler():
+    """Make a failure on one process end the whole MPI job within seconds.
+
+    Called when an :class:`MPICommunicator` (and so a :class:`DistributedTrainer` over
+    MPI) is created; works under a plain ``mpiexec -n N python script.py``.
+
+    * An uncaught exception: the process prints its traceback (through the previous
+      ``sys.excepthook``), tells its peers, and calls ``MPI_Abort``.  A peer waiting in
+      a collective prints one line naming the failed process and aborts too.
+    * Interpreter exit (``sys.exit`` with any status, or the end of the script): the
+      process tells its peers how many collectives it took part in and waits for theirs.
+      A peer still waiting in a later collective prints that the process left and
+      aborts; equal counts everywhere are a clean exit.
+    """
+    if _HANDLER["installed"]:
+        return
+    _HANDLER["installed"] = True
+    _HANDLER["previous"] = sys.excepthook
+    sys.excepthook = _excepthook
+    atexit.register(_at_exit)
+
+
+def _excepthook(etype, value, tb):
+    previous = _HANDLER["previous"] or sys.__excepthook__
+    controls = [c for c in _Control._all if not c.closed and c.size > 1]
+    if not controls:
+        return previous(etype, value, tb)
+    # every live process raises a DistributedError of its own: no notice needed
+    shared = isinstance(value, DistributedError) and value.everywhere
+    step = controls[0].step
+    notice = ("failed", "".join(traceback.format_exception_only(etype, value)).strip()[:2000], step)
+    if previous is sys.__excepthook__:
+        previous(etype, value, tb)
+        sys.stderr.flush()
+        if not shared:
+            for c in controls:
+                c.send_all(notice)
+    else:                   # another handler (mpi4py's own) may abort right away
+        if not shared:
+            for c in controls:
+                c.send_all(notice)
+        previous(etype, value, tb)
+        sys.stderr.flush()
+    # give the peers a moment to print their line (they abort the job themselves)
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        for c in controls:
+            c.sends = [s for s in c.sends if not s.Test()]
+        time.sleep(0.02)
+    controls[0].abort(1)
+
+
+def _at_exit():
+    for control in [c for c in _Control._all if not c.closed]:
+        control.farewell(_resolve_timeout(None) if control.timeout is None else control.timeout)
 
 
 def _displacements(counts):
@@ -419,7 +790,7 @@ _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MP
                 "HYDRA_CONTROL_FD", "MV2_COMM_WORLD_SIZE", "SLURM_PROCID")
 
 
-def init(backend="auto", comm=None, limit_threads=True):
+def init(backend="auto", comm=None, limit_threads=True, timeout=None):
     """The communicator of this process.
 
     ``backend``: ``'mpi'`` (mpi4py, ``comm`` or ``MPI.COMM_WORLD``), ``'single'`` (one
@@ -441,7 +812,7 @@ def init(backend="auto", comm=None, limit_threads=True):
             warnings.warn("started by an MPI launcher but mpi4py is not installed: running as "
                           "one process (pip install mpi4py)", RuntimeWarning, stacklevel=2)
             return SingleProcessCommunicator()
-    communicator = MPICommunicator(comm)
+    communicator = MPICommunicator(comm, timeout=timeout)
     if limit_threads:
         _limit_threads(communicator)
     return communicator
@@ -604,20 +975,28 @@ class DistributedTrainer(Trainer):
     """
 
     def __init__(self, params, optimizer, optimizer_params=None, *, communicator=None,
-                 shard_states=False, partition="auto", root=0):
+                 shard_states=False, partition="auto", root=0, timeout=None):
         super().__init__(params, optimizer, optimizer_params)
-        comm = init() if communicator is None else communicator
+        timeout = None if timeout is None else _resolve_timeout(timeout)
+        comm = init(timeout=timeout) if communicator is None else communicator
         missing = [m for m in ("rank", "size", "allreduce", "reduce_scatter", "allgather", "broadcast",
                                "barrier", "allgather_object", "broadcast_object") if not hasattr(comm, m)]
         if missing:
             raise TypeError("communicator %r lacks %s (see mxopt_numba.distributed.Communicator)"
                             % (comm, ", ".join(missing)))
         _check_root(root, comm.size)
+        if timeout is not None and hasattr(comm, "timeout"):
+            comm.timeout = timeout
         self._comm = comm
         self._root = root
         self._shard = bool(shard_states)
         self._partition = None
         self._reduced = False
+        self._synced = None
+        self._steps = 0
+        self._batch = None
+        self._ignore_hint = False
+        self._config = (None, None)
         self.timings = _new_timings()
         self._check_same_everywhere(partition)
         if self._shard:
@@ -629,6 +1008,7 @@ class DistributedTrainer(Trainer):
         if self._shard:
             self._build_pieces()
         self._install_reducer(self.optimizer)
+        self._sync_buf = np.empty(2 * len(self._trainable) + 8, dtype=np.int64)
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -676,7 +1056,7 @@ class DistributedTrainer(Trainer):
                   for p in self._params]
         return {"params": params, "optimizer": type(opt).__name__,
                 "multi_precision": bool(opt.multi_precision), "fused": bool(opt.use_fused_step),
-                "shard_states": self._shard, "partition": partition}
+                "shard_states": self._shard, "partition": partition, "settings": self._settings()}
 
     def _check_same_everywhere(self, partition):
         mine = self._signature(partition)
@@ -698,6 +1078,9 @@ class DistributedTrainer(Trainer):
                     raise ValueError("parameter %d differs between processes: %r on process %d, %r on "
                                      "process %d (name, shape, dtype, grad dtype, grad_req)"
                                      % (k, a, rank, b, self._root))
+        differ = _differences([sig["settings"] for sig in every])
+        if differ:
+            raise ValueError("every process must build the same DistributedTrainer: %s" % differ)
 
     def _build_buckets(self):
         groups = {}
@@ -801,10 +1184,138 @@ class DistributedTrainer(Trainer):
                 raise RuntimeError("parameter %r had grad_req='null' when the DistributedTrainer was "
                                    "created and has a gradient now; create a new trainer" % params[k].name)
 
+    # ------------------------------------------------------------------ agreement
+    def _settings(self):
+        """Everything every process must agree on at each step, the batch size aside:
+        the optimizer's class and public scalar settings (learning rate, betas, wd,
+        clip_gradient, ...), its multiplier dicts and scheduler, each parameter's
+        lr_mult/wd_mult and the gradient rescale set at construction."""
+        opt = self.optimizer
+        out = {"optimizer": type(opt).__name__, "rescale_grad": self._scale}
+        for key, value in vars(opt).items():
+            if not key.startswith("_") and key != "rescale_grad" and _is_scalar(value):
+                out["learning_rate" if key == "lr" else key] = value
+        for key in ("lr_mult", "wd_mult"):
+            table = getattr(opt, key, None)
+            if table:
+                out["optimizer " + key] = tuple(sorted(table.items(), key=repr))
+        sched = getattr(opt, "lr_scheduler", None)
+        if sched is not None:
+            out["lr_scheduler"] = type(sched).__name__
+            for key, value in vars(sched).items():
+                if not key.startswith("_") and _is_scalar(value):
+                    out["lr_scheduler." + key] = value
+        out["parameter lr_mult"] = tuple(p.lr_mult for p in self._params)
+        out["parameter wd_mult"] = tuple(p.wd_mult for p in self._params)
+        return out
+
+    def _settings_hash(self):
+        """A 62-bit digest of :meth:`_settings`, recomputed only when they changed."""
+        settings = self._settings()
+        if settings != self._config[0]:
+            digest = hashlib.blake2b(repr(sorted(settings.items())).encode(), digest_size=8).digest()
+            self._config = (settings, int.from_bytes(digest, "little") >> 2)
+        return self._config[1]
+
+    def _sync(self, active=True):
+        """The one small collective of every step (a max-allreduce of int64): freshness
+        of each gradient, and - as pairs ``(x, -x)`` whose maxima give max and min - the
+        step counter, the settings digest and the gradient rescale, so any difference
+        between processes shows up without another collective.  A process inside
+        :meth:`join` that ran out of data takes part with neutral values
+        (``active=False``)."""
+        t0 = time.perf_counter()
+        n = len(self._trainable)
+        buf = self._sync_buf
+        tail = 2 * n
+        if active:
+            self._steps += 1
+            flags = np.fromiter((self._params[k]._fresh for k in self._trainable), dtype=np.int64, count=n)
+            buf[:n] = flags
+            np.negative(flags, out=buf[n:tail])
+            rescale = int(np.float64(self.optimizer.rescale_grad).view(np.int64))
+            buf[tail:] = (1, int(self._ignore_hint), self._steps, -self._steps, 0, 0, rescale, -rescale)
+        else:
+            buf[:] = _NEUTRAL
+            buf[tail] = 0
+        digest = self._settings_hash()
+        buf[tail + 4], buf[tail + 5] = digest, -digest
+        set_context = getattr(self._comm, "set_context", None)
+        if set_context is not None:
+            set_context(self._steps)
+        self._comm.allreduce(buf, op="max")
+        self.timings["sync"] += time.perf_counter() - t0
+        t = buf[tail:]
+        any_active = bool(t[0] == 1)
+        if t[2] != -t[3] or t[4] != -t[5] or t[6] != -t[7]:
+            self._explain_mismatch(active)
+        result = _Sync()
+        result.any_active = any_active
+        result.ignore = bool(t[1] == 1)
+        result.rescale = float(np.int64(t[6]).view(np.float64)) if any_active else None
+        hi, lo = buf[:n], -buf[n:tail]
+        mixed = [self._params[k].name for k, a, b in zip(self._trainable, hi, lo) if a != b]
+        if mixed and any_active:
+            raise DistributedError("the gradient of %s was written on some processes but not on "
+                                   "others since the last step; every process must write the same "
+                                   "gradients" % ", ".join(repr(m) for m in mixed[:8]))
+        result.fresh = hi == 1
+        return result
+
+    def _explain_mismatch(self, active):
+        """The processes disagree: gather what each one has (the only extra collective,
+        on this path alone) and raise on every process, naming fields and values."""
+        mine = {"active": active, "settings": self._config[0],
+                "step": self._steps if active else None,
+                "batch_size": self._batch if active else None}
+        every = self._comm.allgather_object(mine)
+        live = [(r, e) for r, e in enumerate(every) if e["active"]]
+        problems = []
+        steps = {e["step"] for _, e in live}
+        if len(steps) > 1:
+            problems.append("step counter differs: %s (a process skipped a step, or stepped more "
+                            "often; use trainer.join() for uneven data)"
+                            % ", ".join("process %d at step %s" % (r, e["step"]) for r, e in live))
+        differ = _differences([e["settings"] for e in every])
+        if differ:
+            problems.append(differ)
+        batches = {repr(e["batch_size"]) for _, e in live}
+        if len(batches) > 1:
+            problems.append("batch_size differs: %s" % ", ".join(
+                "process %d: %r" % (r, e["batch_size"]) for r, e in live))
+        if not problems:
+            problems.append("the gradient rescale differs")
+        raise DistributedError("the processes disagree at step %d: %s" % (self._steps, "; ".join(problems)))
+
+    # ------------------------------------------------------------------ training
+    def step(self, batch_size, ignore_stale_grad=False):
+        """One step (see :meth:`Trainer.step`): agree (one small collective, which also
+        checks that every process has the same settings, batch size and step count),
+        reduce the gradients, update, and under ``shard_states`` gather the weights."""
+        self._set_rescale(batch_size)
+        self._ignore_hint = bool(ignore_stale_grad)
+        try:
+            self.allreduce_grads()
+        finally:
+            self._ignore_hint = False
+        self._update(ignore_stale_grad)
+
+    def _set_rescale(self, batch_size):
+        super()._set_rescale(batch_size)
+        self._batch = batch_size
+
     def allreduce_grads(self):
         """Sum the gradients over all processes (in place); under ``shard_states``,
-        reduce-scatter them: each process gets the sum of its own range."""
+        reduce-scatter them: each process gets the sum of its own range.
+
+        Starts the step with the agreement collective (see :meth:`step`); called alone,
+        before :meth:`update`, the batch size checked is the one of the previous step."""
         self._check_views()
+        if self._synced is None:
+            self._synced = self._sync(True)
+        self._reduce()
+
+    def _reduce(self):
         t0 = time.perf_counter()
         if self._shard:
             for b in self._buckets:
@@ -814,25 +1325,42 @@ class DistributedTrainer(Trainer):
         self.timings["reduce"] += time.perf_counter() - t0
         self._reduced = True
 
-    def _global_fresh(self):
-        """Freshness of each trainable parameter, agreed by all processes."""
-        t0 = time.perf_counter()
-        params = self._params
-        flags = np.fromiter((params[k]._fresh for k in self._trainable), dtype=np.int32,
-                            count=len(self._trainable))
-        self._comm.allreduce(flags)
-        self.timings["sync"] += time.perf_counter() - t0
-        size = self._comm.size
-        mixed = [params[k].name for k, f in zip(self._trainable, flags) if 0 < f < size]
-        if mixed:
-            raise RuntimeError("the gradient of %s was written on some processes but not on others "
-                               "since the last step; every process must write the same gradients"
-                               % ", ".join(repr(n) for n in mixed[:8]))
-        return flags == size
+    @contextlib.contextmanager
+    def join(self):
+        """For uneven inputs: a process that leaves this context early (it ran out of
+        data) shadows the steps of the processes still inside - it takes part in their
+        collectives with zero gradients and applies the same update, so replicas and
+        shards stay consistent - until every process has left it::
+
+            with trainer.join():
+                for x, y in my_batches:            # not the same count everywhere
+                    write_gradients(params, x, y)
+                    trainer.step(global_batch_size)
+
+        Outside this context a process that skips a step or stops early is an error on
+        every process (step counters differ, or a process left the job)."""
+        yield self
+        self._shadow()
+
+    def _shadow(self):
+        while True:
+            sync = self._sync(active=False)
+            if not sync.any_active:
+                return
+            self._steps += 1
+            for b in self._buckets:
+                b.grad[...] = 0
+            self.optimizer.rescale_grad = sync.rescale
+            self._synced = sync
+            self._reduce()
+            self._update(sync.ignore)
 
     def _update(self, ignore_stale_grad):
         self._check_views()
-        fresh = self._global_fresh()
+        sync, self._synced = self._synced, None
+        if sync is None:
+            sync = self._sync(True)
+        fresh = sync.fresh
         params = self._params
         for k, f in zip(self._trainable, fresh):
             params[k]._fresh = bool(f)
@@ -1103,6 +1631,37 @@ def _new_timings():
     reductions included), ``norms`` (allreduce of layer-wise sums, part of ``update``),
     ``gather`` (allgather of the weights)."""
     return {"steps": 0, "reduce": 0.0, "sync": 0.0, "update": 0.0, "norms": 0.0, "gather": 0.0}
+
+
+#: the neutral contribution to a max-allreduce
+_NEUTRAL = np.iinfo(np.int64).min
+
+
+class _Sync:
+    """What the processes agreed on at the start of a step."""
+
+    __slots__ = ("any_active", "ignore", "rescale", "fresh")
+
+
+def _is_scalar(value):
+    return value is None or isinstance(value, (bool, int, float, str, np.generic))
+
+
+def _differences(settings):
+    """``'learning_rate differs: process 0: 0.1, process 1: 0.2; ...'`` for the fields of
+    the per-process dicts ``settings`` that are not equal everywhere ('' if none)."""
+    keys = []
+    for s in settings:
+        for key in s or {}:
+            if key not in keys:
+                keys.append(key)
+    out = []
+    for key in keys:
+        values = [(s or {}).get(key, "<missing>") for s in settings]
+        if any(repr(v) != repr(values[0]) for v in values[1:]):
+            shown = [repr(v) if len(repr(v)) <= 80 else repr(v)[:77] + "..." for v in values]
+            out.append("%s differs: %s" % (key, ", ".join("process %d: %s" % rv for rv in enumerate(shown))))
+    return "; ".join(out)
 
 
 def _shard_name(fname, rank, size):

@@ -64,10 +64,12 @@ class ThreadCommunicator(distributed.Communicator):
         return acc
 
     def allreduce(self, arrays, op="sum"):
-        assert op == "sum"
         for a in distributed._array_list(arrays):
             parts = self._exchange(a.copy())
-            a[...] = self._sum(parts, a.dtype).reshape(a.shape)
+            if op == "sum":
+                a[...] = self._sum(parts, a.dtype).reshape(a.shape)
+            else:
+                a[...] = (np.maximum if op == "max" else np.minimum).reduce(parts)
 
     def reduce_scatter(self, send, recv, counts):
         parts = self._exchange(send.copy())
