@@ -100,6 +100,7 @@ import math
 import numbers
 import os
 import pickle
+import re
 import sys
 import time
 import traceback
@@ -163,8 +164,9 @@ class Communicator:
     def barrier(self):
         raise NotImplementedError
 
-    def set_context(self, step=None):
-        """The training step in progress (named in error messages); may be ignored."""
+    def set_context(self, step=None, phase=None):
+        """The training step in progress and the phase of it (``'step agreement'``,
+        ``'gradient reduction'``, ...) to name in error messages; may be ignored."""
 
     def allgather_object(self, obj):
         """A list of every process's ``obj`` (small, picklable metadata only)."""
@@ -266,10 +268,16 @@ class MPICommunicator(Communicator):
         self._timeout = _resolve_timeout(value)
         self._control.timeout = self._timeout
 
+    def duplicate(self):
+        """A communicator on the same processes whose collectives never pair with this
+        one's (``MPI_Comm_dup``; every process must call it)."""
+        return MPICommunicator(self.comm.Dup(), self.pairwise_above, self.timeout)
+
     # ------------------------------------------------------------------ context
-    def set_context(self, step=None):
-        """The training step named in timeout and failure messages."""
+    def set_context(self, step=None, phase=None):
+        """The training step and its phase, named in timeout and failure messages."""
         self._control.step = step
+        self._control.phase = phase
 
     @property
     def broken(self):
@@ -517,6 +525,7 @@ class _Control:
         self.seq = 0
         self.op = None
         self.step = None
+        self.phase = None
         self.broken = None
         self.exits = {}             # rank -> its seq when it left
         self.answers = {}           # rank -> (seq, op, step) while asking
@@ -541,13 +550,14 @@ class _Control:
             message = self.ctl.recv(source=source, tag=_NOTICE)
             kind = message[0]
             if kind == "failed":
-                self.fatal("process %d failed%s: %s" % (source, _at(message[2]), message[1]))
+                self.fatal("process %d failed%s: %s" % (source, _during(message[2]), message[1]))
             elif kind == "exit":
                 self.exits[source] = message[1]
                 if not exiting and self.op is not None and message[1] < self.seq:
-                    self.fatal("process %d left the job (exited after %d collectives%s) while this "
-                               "process waits for it in %s" % (source, message[1], _at(message[2]),
-                                                                _describe_op(self.op, self.step)))
+                    self.fatal("process %d left the job (exited after %d collectives, %s) while "
+                               "this process waits for it in %s"
+                               % (source, message[1], "before any step" if message[2] is None
+                                  else "its last step %d" % message[2], _describe_op(self.op, self.step)))
             elif kind == "where":
                 self.send_to(source, ("here", self.seq if self.op is not None else None,
                                       self.op, self.step))
@@ -576,7 +586,7 @@ class _Control:
         if self.broken:
             raise DistributedError("the communicator is unusable: %s" % self.broken, everywhere=False)
         self.seq += 1
-        self.op = op
+        self.op = op if self.phase is None else "%s (%s)" % (self.phase, op)
         if self.size > 1:
             self.read_notices()
 
@@ -663,8 +673,8 @@ class _Control:
             s.Test()
 
 
-def _at(step):
-    return "" if step is None else " at step %d" % step
+def _during(step):
+    return "" if step is None else " (its last step: %d)" % step
 
 
 _HANDLER = {"installed": False, "previous": None}
@@ -1009,6 +1019,10 @@ class DistributedTrainer(Trainer):
             self._build_pieces()
         self._install_reducer(self.optimizer)
         self._sync_buf = np.empty(2 * len(self._trainable) + 8, dtype=np.int64)
+        # the per-step agreement gets a channel of its own: a process that left the loop
+        # early and calls some other collective then waits instead of pairing with it
+        duplicate = getattr(comm, "duplicate", None)
+        self._sync_comm = duplicate() if duplicate is not None else comm
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -1196,9 +1210,7 @@ class DistributedTrainer(Trainer):
             if not key.startswith("_") and key != "rescale_grad" and _is_scalar(value):
                 out["learning_rate" if key == "lr" else key] = value
         for key in ("lr_mult", "wd_mult"):
-            table = getattr(opt, key, None)
-            if table:
-                out["optimizer " + key] = tuple(sorted(table.items(), key=repr))
+            out["optimizer " + key] = tuple(sorted((getattr(opt, key, None) or {}).items(), key=repr))
         sched = getattr(opt, "lr_scheduler", None)
         if sched is not None:
             out["lr_scheduler"] = type(sched).__name__
@@ -1240,14 +1252,12 @@ class DistributedTrainer(Trainer):
             buf[tail] = 0
         digest = self._settings_hash()
         buf[tail + 4], buf[tail + 5] = digest, -digest
-        set_context = getattr(self._comm, "set_context", None)
-        if set_context is not None:
-            set_context(self._steps)
-        self._comm.allreduce(buf, op="max")
+        self._context("step agreement")
+        self._sync_comm.allreduce(buf, op="max")
         self.timings["sync"] += time.perf_counter() - t0
-        t = buf[tail:]
-        any_active = bool(t[0] == 1)
-        if t[2] != -t[3] or t[4] != -t[5] or t[6] != -t[7]:
+        t = [int(v) for v in buf[tail:]]
+        any_active = t[0] == 1
+        if t[4] != -t[5] or (any_active and (t[2] != -t[3] or t[6] != -t[7])):
             self._explain_mismatch(active)
         result = _Sync()
         result.any_active = any_active
@@ -1268,7 +1278,8 @@ class DistributedTrainer(Trainer):
         mine = {"active": active, "settings": self._config[0],
                 "step": self._steps if active else None,
                 "batch_size": self._batch if active else None}
-        every = self._comm.allgather_object(mine)
+        self._context("comparing settings")
+        every = self._sync_comm.allgather_object(mine)
         live = [(r, e) for r, e in enumerate(every) if e["active"]]
         problems = []
         steps = {e["step"] for _, e in live}
@@ -1315,7 +1326,13 @@ class DistributedTrainer(Trainer):
             self._synced = self._sync(True)
         self._reduce()
 
+    def _context(self, phase):
+        set_context = getattr(self._comm, "set_context", None)
+        if set_context is not None:
+            set_context(self._steps, phase)
+
     def _reduce(self):
+        self._context("gradient reduction")
         t0 = time.perf_counter()
         if self._shard:
             for b in self._buckets:
@@ -1356,6 +1373,12 @@ class DistributedTrainer(Trainer):
             self._update(sync.ignore)
 
     def _update(self, ignore_stale_grad):
+        try:
+            self._update_step(ignore_stale_grad)
+        finally:
+            self._context(None)
+
+    def _update_step(self, ignore_stale_grad):
         self._check_views()
         sync, self._synced = self._synced, None
         if sync is None:
@@ -1397,6 +1420,7 @@ class DistributedTrainer(Trainer):
         t1 = time.perf_counter()
         self.timings["update"] += t1 - t0
         if indices:
+            self._context("weight gathering")
             for b in self._buckets:
                 self._comm.allgather(b.weight, b.counts)
         self.timings["gather"] += time.perf_counter() - t1
@@ -1431,15 +1455,25 @@ class DistributedTrainer(Trainer):
         Without sharding, rank 0 writes ``fname`` exactly as :meth:`Trainer.save_states`.
         With sharding, every process writes ``<fname>.<rank>-of-<size>`` and then rank 0
         writes the manifest ``fname``; all files are written atomically and every process
-        raises if any of them failed.
+        raises if any of them failed.  The manifest's rename is the moment the new
+        checkpoint replaces the old one; rank 0 then deletes the shards an earlier save
+        under this name left for another number of processes (``<fname>.<k>-of-<M>``).
         """
         fname = os.fspath(fname)
         comm = self._comm
+        self._context("saving %s" % os.path.basename(fname))
+        try:
+            self._save(fname, comm)
+        finally:
+            self._context(None)
+
+    def _save(self, fname, comm):
         if not self._shard:
             error = None
             if comm.rank == self._root:
                 try:
                     _atomic_write(fname, self._updater_bytes(self._updater))
+                    _remove_stale_shards(fname, None)
                 except Exception as exc:    # reported on every process below
                     error = "%s: %s" % (type(exc).__name__, exc)
             self._agree(error, "saving %s" % fname)
@@ -1463,6 +1497,7 @@ class DistributedTrainer(Trainer):
                             "layout": json.dumps(layout),
                             "shards": [os.path.basename(s) for s in shards]}
                 _atomic_write(fname, _state_io.dumps(MANIFEST_KIND, manifest))
+                _remove_stale_shards(fname, comm.size)
             except Exception as exc:
                 error = "%s: %s" % (type(exc).__name__, exc)
         self._agree(error, "writing the manifest %s" % fname)
@@ -1666,6 +1701,19 @@ def _differences(settings):
 
 def _shard_name(fname, rank, size):
     return "%s.%d-of-%d" % (fname, rank, size)
+
+
+def _remove_stale_shards(fname, size):
+    """Delete ``<fname>.<k>-of-<M>`` for every ``M != size`` (all of them for None)."""
+    folder, base = os.path.split(os.path.abspath(fname))
+    pattern = re.compile(re.escape(base) + r"\.(\d+)-of-(\d+)\Z")
+    for entry in os.listdir(folder):
+        match = pattern.match(entry)
+        if match and (size is None or int(match.group(2)) != size):
+            try:
+                os.remove(os.path.join(folder, entry))
+            except FileNotFoundError:
+                pass
 
 
 def _template(optimizer, index, piece):

@@ -7,6 +7,11 @@ Every process runs every check; rank 0 prints one line per check, ``PASS name`` 
 comparison is a single-process Trainer fed the summed gradient of all processes, computed
 locally on each process (all gradients come from one seeded generator).
 
+What is compared follows the module's promise: on 2 processes a sum is ``a + b`` and the
+results are bitwise those of the reference; on more processes the communicator adds in
+its own order, so results agree with the reference to the rounding of that sum
+(``SUM_ORDER_ULPS``), and every process must still hold exactly the same bits.
+
     mpiexec -n 2 python tests/dist_worker.py --bench [--optimizer adam] [--steps 10]
 
 times DistributedTrainer steps on the ResNet-50 shapes (see ``bench``).
@@ -36,6 +41,32 @@ ELEMENTWISE = [("sgd", {"momentum": 0.9, "wd": 1e-3}), ("nag", {"momentum": 0.8}
                ("adamw", {"wd": 0.01}), ("adabelief", {}), ("adamax", {}), ("nadam", {}),
                ("adadelta", {}), ("adagrad", {}), ("rmsprop", {"centered": True}), ("ftrl", {}),
                ("ftml", {}), ("dcasgd", {"momentum": 0.5}), ("test", {}), ("sgd", {"lr_scheduler": "f"})]
+
+
+#: on more than 2 processes: largest |result - reference| / max(1, |reference|), in units
+#: of the weight dtype's epsilon (rounding of a float sum taken in another order, carried
+#: through a few optimizer steps)
+SUM_ORDER_ULPS = 8
+
+
+def exact(comm):
+    """Bitwise comparisons with the rank-order reference hold (2 processes: a + b)."""
+    return comm.size <= 2
+
+
+def close(a, b, dtype=None):
+    """``a`` stands for ``b``: bitwise, or within SUM_ORDER_ULPS (see ``exact``)."""
+    dtype = np.dtype(dtype or b.dtype)
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    eps = float(ml_dtypes.finfo(dtype).eps)
+    return bool(np.all(np.abs(a64 - b64) <= SUM_ORDER_ULPS * eps * np.maximum(1.0, np.abs(b64))))
+
+
+def same_everywhere(comm, arrays):
+    """Every process holds the same bits in ``arrays`` (a collective)."""
+    mine = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    every = comm.allgather_object(mine)
+    return all(e == every[0] for e in every)
 
 
 def make_params(dtypes=(np.float32,), seed=0, shapes=SHAPES):
@@ -86,6 +117,7 @@ class Pair:
                 rp.grad[...] = total
             self.dist.step(batch)
             self.ref.step(batch)
+        assert same_everywhere(self.comm, [p.data for p in self.dist_params]), "replicas differ"
 
     def max_diff(self):
         """Largest |dist - ref| / max(1, |ref|) over every weight."""
@@ -96,9 +128,12 @@ class Pair:
         return worst
 
     def mismatch(self):
-        """Names of the parameters whose weights are not bitwise equal to the reference."""
-        return [dp.name for dp, rp in zip(self.dist_params, self.ref_params)
-                if dp.data.tobytes() != rp.data.tobytes()]
+        """Names of the parameters whose weights do not stand for the reference's: not
+        bitwise equal on 2 processes, not within SUM_ORDER_ULPS on more."""
+        if exact(self.comm):
+            return [dp.name for dp, rp in zip(self.dist_params, self.ref_params)
+                    if dp.data.tobytes() != rp.data.tobytes()]
+        return [dp.name for dp, rp in zip(self.dist_params, self.ref_params) if not close(dp.data, rp.data)]
 
 
 # ---------------------------------------------------------------------- checks
@@ -122,12 +157,14 @@ def check_collectives(comm, tmp):
                 want = want.astype(dtype)
                 a = data[rank].copy()
                 c.allreduce(a)
-                assert a.tobytes() == want.tobytes(), ("allreduce", dtype, n)
+                assert a.tobytes() == want.tobytes() if exact(comm) else close(a, want), ("allreduce", dtype, n)
+                assert same_everywhere(comm, [a]), ("allreduce differs between processes", dtype, n)
                 for counts in (distributed._even_counts(n, size), [n] + [0] * (size - 1)):
                     lo = sum(counts[:rank])
                     recv = np.empty(counts[rank], dtype)
                     c.reduce_scatter(data[rank], recv, counts)
-                    assert recv.tobytes() == want[lo:lo + counts[rank]].tobytes(), \
+                    block = want[lo:lo + counts[rank]]
+                    assert recv.tobytes() == block.tobytes() if exact(comm) else close(recv, block), \
                         ("reduce_scatter", dtype, counts)
                     buf = np.zeros(n, dtype)
                     buf[lo:lo + counts[rank]] = data[rank][lo:lo + counts[rank]]
@@ -147,8 +184,9 @@ def check_collectives(comm, tmp):
 
 
 def check_elementwise_bitwise(comm, tmp):
-    """Every element-wise rule, float32, with and without sharding: bitwise equal (the
-    first four also through the pairwise exchange)."""
+    """Every element-wise rule, float32, with and without sharding: bitwise equal on 2
+    processes, within the sum's rounding on more (the first four also through the
+    pairwise exchange)."""
     bad = []
     runs = [(name, kwargs, shard, comm) for name, kwargs in ELEMENTWISE for shard in (False, True)]
     exchange = pairwise(comm)
@@ -338,10 +376,11 @@ def check_checkpoint_same_n(comm, tmp):
         pair.step(3)
         fname = os.path.join(tmp, "same%d.states" % k)
         pair.dist.save_states(fname)
-        if comm.rank == 0:
-            files = sorted(f for f in os.listdir(tmp) if f.startswith("same%d" % k))
-            assert files == ["same%d.states" % k] + ["same%d.states.%d-of-%d" % (k, r, comm.size)
-                                                     for r in range(comm.size)], files
+        # one process looks, every process checks: no process may raise alone while the
+        # others go on to the next collective
+        files = comm.broadcast_object(listing(tmp, "same%d" % k) if comm.rank == 0 else None)
+        assert files == ["same%d.states" % k] + ["same%d.states.%d-of-%d" % (k, r, comm.size)
+                                                 for r in range(comm.size)], files
         weights = [p.data.copy() for p in pair.dist_params]
         rng_state = pair.rng.bit_generator.state
         pair.step(2)
@@ -352,13 +391,50 @@ def check_checkpoint_same_n(comm, tmp):
         other.dist.load_states(fname)
         other.rng.bit_generator.state = rng_state
         other.step(2)
-        for p, w in zip(other.dist_params, after):
+        for p, w in zip(other.dist_params, after):    # the same sums in the same order
             assert p.data.tobytes() == w.tobytes(), (name, p.name)
 
 
+def listing(folder, prefix):
+    return sorted(f for f in os.listdir(folder) if f.startswith(prefix))
+
+
+def check_checkpoint_stale_shards(comm, tmp):
+    """Saving under a name that holds the shards of a save on another number of
+    processes (and a plain file's name) leaves exactly the new checkpoint's files, which
+    load; a sharded save over a plain one and back again too."""
+    fname = os.path.join(tmp, "stale.states")
+    if comm.rank == 0:          # what a save on size + 1 and on 1 process left behind
+        for n in (comm.size + 1, 1):
+            for r in range(n):
+                with open("%s.%d-of-%d" % (fname, r, n), "wb") as f:
+                    f.write(b"old shard")
+        with open(fname + ".1-of-2x", "wb") as f:          # not a shard name: kept
+            f.write(b"other")
+    comm.barrier()
+    pair = Pair(comm, "adam", {}, shard_states=True)
+    pair.step(2)
+    pair.dist.save_states(fname)
+    files = comm.broadcast_object(listing(tmp, "stale.") if comm.rank == 0 else None)
+    want = ["stale.states"] + ["stale.states.%d-of-%d" % (r, comm.size) for r in range(comm.size)] \
+        + ["stale.states.1-of-2x"]
+    assert files == sorted(want), files
+    states = dict(pair.dist._updater.states)
+    other = Pair(comm, "adam", {}, shard_states=True)
+    other.dist.load_states(fname)
+    assert sorted(other.dist._updater.states) == sorted(states)
+    # the same name without sharding: one plain file, no shards left
+    plain = Pair(comm, "adam", {}, shard_states=False)
+    plain.step(1)
+    plain.dist.save_states(fname)
+    files = comm.broadcast_object(listing(tmp, "stale.") if comm.rank == 0 else None)
+    assert files == ["stale.states", "stale.states.1-of-2x"], files
+
+
 def check_checkpoint_other_n(comm, tmp):
-    """A 2-process checkpoint continues on 1 process (sharded and not) bitwise like the
-    2-process run; a 1-process checkpoint and a plain Trainer file load on 2 processes."""
+    """A checkpoint of all processes continues on 1 process (sharded and not) like the
+    run on all of them (bitwise on 2 processes, see ``exact``); a 1-process checkpoint and
+    a plain Trainer file load on all processes."""
     pair = Pair(comm, "adam", {"wd": 1e-3}, shard_states=True)
     pair.step(3)
     fname = os.path.join(tmp, "two.states")
@@ -387,7 +463,8 @@ def check_checkpoint_other_n(comm, tmp):
                 p.grad[...] = total
             solo.step(8)
         for p, w in zip(params, after):
-            assert p.data.tobytes() == w.tobytes(), ("1 process, shard=%s" % shard, p.name)
+            assert p.data.tobytes() == w.tobytes() if exact(comm) else close(p.data, w), \
+                ("1 process, shard=%s" % shard, p.name)
     # the other way: one process saves (sharded, and a plain Trainer), every process loads
     for kind in ("solo", "plain"):
         fname = os.path.join(tmp, "%s.states" % kind)

@@ -491,7 +491,8 @@ def mpi_report(tmp_path_factory):
 
 MPI_CHECKS = ["collectives", "elementwise_bitwise", "float64_and_mixed_dtypes", "multi_precision",
               "layerwise_params", "layerwise_elements", "broadcast_and_random_sync", "memory_halved",
-              "stale_gradients", "checkpoint_same_n", "checkpoint_other_n", "checkpoint_errors"]
+              "stale_gradients", "checkpoint_same_n", "checkpoint_other_n", "checkpoint_errors",
+              "checkpoint_stale_shards"]
 
 
 @pytest.mark.parametrize("check", MPI_CHECKS)
