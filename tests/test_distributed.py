@@ -3,14 +3,19 @@ sharded states), sharded checkpoints, ``train --distributed``.
 
 In-process tests use SingleProcessCommunicator and ThreadCommunicator (below: N "processes"
 as threads of this process, summing in rank order), so layouts with 3 processes and
-re-sharding are covered without MPI.  The MPI tests launch ``tests/dist_worker.py`` once
-under ``mpiexec -n 2`` and read one PASS/FAIL line per check.
+re-sharding are covered without MPI.  The MPI tests launch ``tests/dist_worker.py`` under
+``mpiexec -n 2``, ``-n 3`` and ``-n 4`` and read one PASS/FAIL line per check, and the
+faulty jobs of ``tests/dist_faults.py`` (a collective deadline of 10 s), each in its own
+session, killed in the end, and checked for processes left behind.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -472,6 +477,73 @@ def _mpi_env():
     return env
 
 
+class Launch:
+    """An MPI job started in its own session; ``finish()`` waits at most ``limit``
+    seconds, then kills the session, and records the processes of the job still alive
+    (found by a marker in their environment) in ``left`` before killing those too."""
+
+    def __init__(self, n, args, deadline, limit, python_args=()):
+        self.marker = uuid.uuid4().hex
+        env = _mpi_env()
+        env.update({"MXOPT_DIST_TIMEOUT": str(deadline), "MXOPT_TEST_JOB": self.marker})
+        self.limit = limit
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(MPIEXEC), "-n", str(n), sys.executable, *python_args, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)
+
+    def finish(self):
+        try:
+            remaining = max(1.0, self.limit - (time.monotonic() - self.started))
+            self.stdout, self.stderr = self.proc.communicate(timeout=remaining)
+            self.returncode = self.proc.returncode
+        except subprocess.TimeoutExpired:
+            self.returncode = None              # still running at the limit
+            self.stdout = self.stderr = ""
+        finally:
+            # the launcher has exited (or hit the limit): its processes may take a
+            # moment to go, but none may stay
+            until = time.monotonic() + 5.0
+            self.left = _job_processes(self.marker)
+            while self.left and time.monotonic() < until:
+                time.sleep(0.1)
+                self.left = _job_processes(self.marker)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if self.returncode is None:
+                self.stdout, self.stderr = self.proc.communicate()
+            for pid in self.left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        return self
+
+
+def launch(n, args, deadline, limit, python_args=()):
+    return Launch(n, args, deadline, limit, python_args).finish()
+
+
+def _job_processes(marker):
+    """Pids of live processes whose environment holds ``MXOPT_TEST_JOB=marker``."""
+    needle = ("MXOPT_TEST_JOB=%s" % marker).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    with open("/proc/%s/stat" % entry) as g:
+                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def _need_mpi():
     pytest.importorskip("mpi4py")
     if not MPIEXEC.exists():
@@ -479,13 +551,19 @@ def _need_mpi():
 
 
 @pytest.fixture(scope="module")
-def mpi_report(tmp_path_factory):
+def worker_folder(tmp_path_factory):
+    """One folder for the worker runs at every size, so each run finds the shards of
+    the one before (saved for another number of processes) under its names."""
+    return tmp_path_factory.mktemp("mpi")
+
+
+@pytest.fixture(scope="module", params=[2, 3, 4])
+def mpi_report(request, worker_folder):
     _need_mpi()
-    tmp = tmp_path_factory.mktemp("mpi")
-    out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, str(HERE / "dist_worker.py"), str(tmp)],
-                         capture_output=True, text=True, timeout=120, env=_mpi_env())
-    assert "DONE" in out.stdout, "worker failed (rc %d)\n%s\n%s" % (out.returncode, out.stdout,
-                                                                     out.stderr[-4000:])
+    out = launch(request.param, [str(HERE / "dist_worker.py"), str(worker_folder)], deadline=60, limit=240)
+    assert "DONE" in out.stdout, "worker failed at %d processes (rc %s)\n%s\n%s" % (
+        request.param, out.returncode, out.stdout, out.stderr[-4000:])
+    assert not out.left, out.left
     return out
 
 
@@ -529,3 +607,137 @@ def test_train_shard_states_needs_distributed(capsys):
     from mxopt_numba import __main__ as cli
     assert cli.main(["train", "--shard-states", "--epochs", "1"]) == 2
     assert "--shard-states needs --distributed" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- faults (mpiexec -n 2, 3)
+
+#: the collective deadline of the faulty jobs (MXOPT_DIST_TIMEOUT)
+DEADLINE = 10
+#: what a job may take beyond the deadline: starting 2-3 interpreters that import numba on
+#: a busy 2-core machine, the peers' answers, the abort
+MARGIN = 20
+FAULTS = ["exception", "exit", "stall", "uneven", "skip", "exception_sharded", "skip_sharded"]
+SIZES = [2, 3]
+
+
+@pytest.fixture(scope="module")
+def fault_runs():
+    """Every faulty job at 2 and 3 processes: the stalled ones start first and wait out
+    their deadline while the others run one after the other."""
+    _need_mpi()
+    jobs = {}
+    script = str(HERE / "dist_faults.py")
+    try:
+        for n in SIZES:
+            jobs["stall", n] = Launch(n, [script, "stall"], DEADLINE, DEADLINE + MARGIN + 30)
+        for name in FAULTS:
+            for n in SIZES:
+                if name != "stall":
+                    jobs[name, n] = Launch(n, [script, name], DEADLINE, DEADLINE + MARGIN).finish()
+        jobs["mpi4py", 2] = Launch(2, [script, "exception"], DEADLINE, DEADLINE + MARGIN,
+                                   python_args=("-m", "mpi4py")).finish()
+    finally:
+        for n in SIZES:
+            if ("stall", n) in jobs and not hasattr(jobs["stall", n], "left"):
+                jobs["stall", n].finish()
+    return jobs
+
+
+def _lines(text, pattern):
+    return re.findall(pattern, text, flags=re.M)
+
+
+def _ended_with_error(job, what):
+    assert job.returncode is not None, "%s: still running after %d s\n%s" % (what, job.limit, job.stderr[-3000:])
+    assert job.returncode != 0, "%s: exit status 0\n%s" % (what, job.stderr[-3000:])
+    assert not job.left, "%s: processes left behind: %s" % (what, job.left)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name", ["exception", "exception_sharded"])
+def test_uncaught_exception_aborts_the_job(fault_runs, name, n):
+    job = fault_runs[name, n]
+    _ended_with_error(job, name)
+    assert "Traceback" in job.stderr and "ValueError: could not broadcast" in job.stderr
+    # the others were waiting in step 5's agreement: one line each naming the faulty rank
+    named = _lines(job.stderr, r"^mxopt_numba\.distributed \[rank (\d)\]: process %d failed .*ValueError" % (n - 1))
+    assert named and set(named) <= {str(r) for r in range(n - 1)}, job.stderr[-3000:]
+    assert "step 4" in job.stdout
+
+
+def test_exception_under_python_m_mpi4py(fault_runs):
+    """mpi4py's own excepthook (which aborts) is chained: the job still ends."""
+    job = fault_runs["mpi4py", 2]
+    _ended_with_error(job, "python -m mpi4py")
+    assert "ValueError: could not broadcast" in job.stderr
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_sys_exit_on_one_rank_aborts_the_job(fault_runs, n):
+    job = fault_runs["exit", n]
+    _ended_with_error(job, "exit")
+    assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job .* while this "
+                              r"process waits for it in step agreement \(allreduce\) of step 5" % (n - 1)), \
+        job.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_stalled_rank_times_out_everywhere(fault_runs, n):
+    job = fault_runs["stall", n]
+    _ended_with_error(job, "stall")
+    errors = _lines(job.stderr, r"^mxopt_numba\.distributed\.DistributedTimeoutError: (.*)$")
+    assert len(errors) == n - 1, job.stderr[-3000:]           # every live rank raises
+    for text in errors:
+        assert text.startswith("step agreement (allreduce) of step 5 did not complete within %d s" % DEADLINE)
+        assert "process(es) %d did not arrive (process %d did not answer)" % (n - 1, n - 1) in text
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name", ["uneven", "skip", "skip_sharded"])
+def test_fewer_steps_on_one_rank_is_an_error(fault_runs, name, n):
+    """One rank takes 9 steps (out of data, or it skipped one), the others 10."""
+    job = fault_runs[name, n]
+    _ended_with_error(job, name)
+    assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job \(exited after "
+                              r"\d+ collectives, its last step 9\) while this process waits for it in step "
+                              r"agreement \(allreduce\) of step 10" % (n - 1)), job.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("shard", [False, True])
+def test_join_handles_uneven_inputs(n, shard):
+    """Inside join() the rank with 9 batches shadows the 10th step of the others: the
+    job ends cleanly, every replica holds the same weights, and they are those of a
+    single process fed, at every step, the sum of the gradients of the ranks that
+    still had data."""
+    _need_mpi()
+    job = launch(n, [str(HERE / "dist_faults.py"), "join_sharded" if shard else "join"], DEADLINE,
+                 DEADLINE + MARGIN)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert not job.left
+    assert sorted(_lines(job.stdout, r"^finished (\d+) steps$")) == ["10"] * (n - 1) + ["9"]
+    assert len(_lines(job.stdout, r"^joined run matches the reference$")) == n, job.stdout[-2000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_settings_mismatch_is_named_on_every_rank(n):
+    """learning_rate, beta1, wd, clip_gradient, rescale_grad differing at construction,
+    and learning_rate, beta1, wd, clip_gradient, lr_mult, wd_mult and the batch size
+    changed on one rank during the run: an error on every rank naming the field and
+    the values, and the refused step changes no weight."""
+    _need_mpi()
+    job = launch(n, [str(HERE / "dist_faults.py"), "mismatch"], DEADLINE, DEADLINE + MARGIN + 20)
+    assert job.returncode == 0 and not job.left, job.stderr[-3000:]
+    assert len(_lines(job.stdout, r"^DONE$")) == n, job.stdout[-3000:]
+    assert not _lines(job.stdout, r"^FAIL"), job.stdout
+    import dist_faults
+    expected = [f + " (construction)" for f, _, kw in dist_faults.MISMATCHES if kw is not None] + \
+               [f + " (during the run)" for f, change, _ in dist_faults.MISMATCHES if change is not None]
+    assert {"learning_rate", "beta1", "wd", "clip_gradient", "rescale_grad", "batch_size"} <= \
+        {f for f, _, _ in dist_faults.MISMATCHES}
+    for what in expected:
+        for rank in range(n):
+            line = _lines(job.stdout, r"^PASS %s \[rank %d\]: (.*)$" % (re.escape(what), rank))
+            assert line, (what, rank, job.stdout[-3000:])
+            field = what.split(" (")[0]
+            assert re.search(r"%s differs: process 0: .*, process %d: " % (re.escape(field), n - 1), line[0]), line
