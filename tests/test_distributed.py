@@ -590,7 +590,7 @@ def test_train_distributed_cli():
     pytest.importorskip("sklearn")
     args = ["train", "--epochs", "2", "--no-progress", "--optimizer", "adam", "--lr", "0.003"]
     out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "mxopt_numba", *args,
-                          "--distributed", "--shard-states"],
+                          "--distributed", "--shard-states", "--timeout", "60"],
                          capture_output=True, text=True, timeout=120, env=_mpi_env())
     assert out.returncode == 0, out.stderr[-4000:]
     assert "distributed: 2 processes" in out.stdout and "optimizer state sharded" in out.stdout
@@ -607,6 +607,82 @@ def test_train_shard_states_needs_distributed(capsys):
     from mxopt_numba import __main__ as cli
     assert cli.main(["train", "--shard-states", "--epochs", "1"]) == 2
     assert "--shard-states needs --distributed" in capsys.readouterr().err
+    assert cli.main(["train", "--timeout", "5", "--epochs", "1"]) == 2
+    assert "--timeout needs --distributed" in capsys.readouterr().err
+
+
+def test_timeout_setting(monkeypatch):
+    monkeypatch.delenv("MXOPT_DIST_TIMEOUT", raising=False)
+    assert distributed._resolve_timeout(None) == 300.0
+    assert distributed._resolve_timeout(2) == 2.0
+    monkeypatch.setenv("MXOPT_DIST_TIMEOUT", "12.5")
+    assert distributed._resolve_timeout(None) == 12.5
+    monkeypatch.setenv("MXOPT_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="MXOPT_DIST_TIMEOUT must be a number of seconds, got 'soon'"):
+        distributed._resolve_timeout(None)
+    for bad in (0, -1, float("nan"), True, "5"):
+        with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+            distributed._resolve_timeout(bad)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        distributed.DistributedTrainer(make_params(), "sgd", communicator=SINGLE, timeout=0)
+
+
+def test_join_on_threads_matches_the_summed_reference():
+    """Rank 1 runs out of data after 2 of 4 steps; inside join() it shadows the last two:
+    every rank ends with the weights of one Trainer fed the sum of the gradients of the
+    ranks that still had data (3 thread-ranks, sums in rank order: bitwise)."""
+    size, steps = 3, 4
+    rng = np.random.default_rng(11)
+    grads = [[[rng.standard_normal(s).astype(np.float32) for _, s in SHAPES] for _ in range(steps)]
+             for _ in range(size)]
+    mine = {0: steps, 1: 2, 2: steps}
+    ref = make_params()
+    trainer = mxo.Trainer(ref, "adam", {"wd": 0.01})
+    for k in range(steps):
+        for j, p in enumerate(ref):
+            acc = None
+            for r in range(size):
+                if k < mine[r]:
+                    acc = grads[r][k][j] if acc is None else acc + grads[r][k][j]
+            # a shadowing rank adds zeros, which leaves the rank-order sum unchanged
+            p.grad[...] = acc
+        trainer.step(6)
+
+    def rank_fn(comm):
+        params = make_params(seed=comm.rank)
+        t = distributed.DistributedTrainer(params, "adam", {"wd": 0.01}, communicator=comm,
+                                           shard_states=True)
+        with t.join():
+            for k in range(mine[comm.rank]):
+                for p, g in zip(params, grads[comm.rank][k]):
+                    p.grad[...] = g
+                t.step(6)
+        return [p.data.copy() for p in params]
+    results = run_ranks(size, rank_fn)
+    for got in results:
+        assert_bitwise(got, [p.data for p in ref])
+
+
+def test_skipped_step_without_join_is_refused_on_every_rank():
+    """Steps counted differently (a rank called step() twice for one batch of the
+    others): the agreement names the step counters, on every rank."""
+    def rank_fn(comm):
+        params = make_params()
+        t = distributed.DistributedTrainer(params, "sgd", communicator=comm)
+        for p in params:
+            p.grad[...] = 1.0
+        t.step(2)
+        if comm.rank == 1:
+            t._steps += 1           # as if it had stepped once alone
+        for p in params:
+            p.grad[...] = 1.0
+        try:
+            t.step(2)
+        except distributed.DistributedError as exc:
+            return str(exc)
+        return None
+    for text in run_ranks(2, rank_fn):
+        assert text and "step counter differs: process 0 at step 2, process 1 at step 3" in text, text
 
 
 # ---------------------------------------------------------------------- faults (mpiexec -n 2, 3)
