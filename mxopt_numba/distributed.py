@@ -244,6 +244,8 @@ class MPICommunicator(Communicator):
     """
 
     _TAG = 0x6D78
+    #: elements per message of the pairwise exchange (4 MiB of float32)
+    PAIRWISE_CHUNK = 1 << 20
 
     def __init__(self, comm=None, pairwise_above=1 << 16, timeout=None):
         MPI = _mpi()
@@ -316,6 +318,10 @@ class MPICommunicator(Communicator):
     def _pairwise(self, n):
         return self.size > 1 and self.pairwise_above is not None and n >= self.pairwise_above
 
+    #: False: wait in ``MPI_Waitall`` without a deadline or notices (benchmarks only: the
+    #: cost of the checks is the difference)
+    _poll = True
+
     def _run(self, op, start):
         """Start a non-blocking operation (``start()`` returns its request or requests)
         and wait for it against the deadline."""
@@ -323,12 +329,22 @@ class MPICommunicator(Communicator):
         control.enter(op)
         try:
             reqs = start()
-            control.wait(reqs if isinstance(reqs, list) else [reqs], self.timeout)
+            self._wait(reqs if isinstance(reqs, list) else [reqs])
         finally:
             control.leave()
 
+    def _wait(self, reqs):
+        if self._poll:
+            self._control.wait(reqs, self.timeout)
+        else:
+            self.MPI.Request.Waitall(reqs)
+
     def _pairwise_reduce(self, flat, counts, out):
-        """``out`` (may be ``flat``'s own block) <- block ``rank`` of the sum of ``flat``."""
+        """``out`` (may be ``flat``'s own block) <- block ``rank`` of the sum of ``flat``.
+
+        Blocks travel in chunks of ``PAIRWISE_CHUNK`` elements, received into two
+        alternating scratch buffers (the next chunk arrives while this one is added), so
+        the scratch memory stays two chunks whatever the model size."""
         displs = _displacements(counts)
         rank, size = self.rank, self.size
         lo, n = displs[rank], counts[rank]
@@ -336,15 +352,32 @@ class MPICommunicator(Communicator):
             np.copyto(out, flat[lo:lo + n])
         else:
             out = flat[lo:lo + n]
-        tmp = self._scratch_of("pairwise", flat.dtype, n)
+        chunk = max(1, min(self.PAIRWISE_CHUNK, n))
+        spare = [self._scratch_of("pairwise%d" % j, flat.dtype, chunk) for j in range(2)]
         mtype = self._type(flat.dtype)
+        control, comm, tag = self._control, self.comm, self._TAG
+        starts = range(0, n, chunk)
         for k in range(1, size):
             dest, src = (rank + k) % size, (rank - k) % size
             d = displs[dest]
-            self._run("reduce-scatter (pairwise round %d)" % k, lambda: [
-                self.comm.Irecv([tmp, mtype], source=src, tag=self._TAG),
-                self.comm.Isend([flat[d:d + counts[dest]], mtype], dest=dest, tag=self._TAG)])
-            np.add(out, tmp, out=out)
+            control.enter("reduce-scatter (pairwise round %d)" % k)
+            try:
+                m = counts[dest]            # the block dest owns: its n, chunked the same way
+                sends = [comm.Isend([flat[d + j:d + min(j + chunk, m)], mtype], dest=dest, tag=tag)
+                         for j in range(0, m, chunk)]
+                recv = None
+                for i, j in enumerate(starts):
+                    if recv is None:
+                        recv = comm.Irecv([spare[0][:min(chunk, n - j)], mtype], source=src, tag=tag)
+                    self._wait([recv])
+                    nxt = j + chunk
+                    recv = None if nxt >= n else comm.Irecv(
+                        [spare[(i + 1) % 2][:min(chunk, n - nxt)], mtype], source=src, tag=tag)
+                    got = spare[i % 2][:min(chunk, n - j)]
+                    np.add(out[j:j + got.size], got, out=out[j:j + got.size])
+                self._wait(sends)
+            finally:
+                control.leave()
 
     # ------------------------------------------------------------------ collectives
     def allreduce(self, arrays, op="sum"):
@@ -575,6 +608,9 @@ class _Control:
         sys.stdout.flush()
         sys.stderr.write("mxopt_numba.distributed [rank %d]: %s; aborting the job\n" % (self.rank, line))
         sys.stderr.flush()
+        # the launcher forwards output asynchronously and drops what it holds at an
+        # abort: let the line get through first
+        time.sleep(0.3)
         self.abort(1)
 
     def abort(self, code=1):
@@ -984,6 +1020,9 @@ class DistributedTrainer(Trainer):
     Attributes ``rank``, ``size``, ``communicator``, ``bounds``, ``timings``.
     """
 
+    #: False: the step agreement carries no settings digest (benchmarks only)
+    _checks = True
+
     def __init__(self, params, optimizer, optimizer_params=None, *, communicator=None,
                  shard_states=False, partition="auto", root=0, timeout=None):
         super().__init__(params, optimizer, optimizer_params)
@@ -1250,7 +1289,7 @@ class DistributedTrainer(Trainer):
         else:
             buf[:] = _NEUTRAL
             buf[tail] = 0
-        digest = self._settings_hash()
+        digest = self._settings_hash() if self._checks else 0
         buf[tail + 4], buf[tail + 5] = digest, -digest
         self._context("step agreement")
         self._sync_comm.allreduce(buf, op="max")

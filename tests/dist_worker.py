@@ -12,9 +12,12 @@ results are bitwise those of the reference; on more processes the communicator a
 its own order, so results agree with the reference to the rounding of that sum
 (``SUM_ORDER_ULPS``), and every process must still hold exactly the same bits.
 
-    mpiexec -n 2 python tests/dist_worker.py --bench [--optimizer adam] [--steps 10]
+    mpiexec -n 2 python tests/dist_worker.py --bench [--modes zero1|dp] [--optimizer adam] [--steps 10]
+    mpiexec -n 2 python tests/dist_worker.py --bench-collectives
 
-times DistributedTrainer steps on the ResNet-50 shapes (see ``bench``).
+times DistributedTrainer steps on the ResNet-50 shapes with the checks on and off, and
+reports the memory per process (see ``bench``); the second compares MPI's reductions
+with the pairwise exchange (see ``bench_collectives``).
 """
 import argparse
 import os
@@ -557,65 +560,135 @@ def main(argv):
 # ---------------------------------------------------------------------- benchmark
 
 def bench(argv):
-    """Step time and optimizer-state memory of DistributedTrainer on the ResNet-50 shapes,
-    split into communication (reduce / gather) and compute (update)."""
+    """Step time and memory of DistributedTrainer on the ResNet-50 shapes.
+
+    Time: steps alternate between the checks on (deadline-polled collectives, the
+    settings digest in the step agreement) and off (MPI_Waitall, no digest), so both
+    see the same machine load; ``overhead_pct`` compares their medians.  The step is
+    split into agreement (sync), reduce, update and gather.
+
+    Memory (per process, MiB): ``baseline`` after the JIT is warm (a tiny model
+    trained first), ``peak`` the high-water mark after the steps, ``weights_grads`` the
+    flat buffers, ``state`` the optimizer state; ``extra = peak - baseline -
+    weights_grads`` is what the trainer adds.  The high-water mark covers the whole
+    process, so only the first mode of a launch has memory figures: run one mode per
+    launch to compare modes."""
     p = argparse.ArgumentParser()
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--modes", default="dp,zero1")
+    p.add_argument("--modes", default="zero1")
     args = p.parse_args(argv)
+    import json
+    import resource
     from mxopt_numba import workloads
+
+    def rss_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+    def peak_mib():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
     comm = distributed.init("mpi")
+    tiny = make_params()
+    warm = distributed.DistributedTrainer(tiny, args.optimizer, {"aggregate_num": np.inf}, communicator=comm,
+                                          shard_states=True)
+    for _ in range(2):
+        for q in tiny:
+            q.grad[...] = 0.5
+        warm.step(4)
+    del warm, tiny
+    baseline = rss_mib()
     shapes = workloads.resnet50()
     rows = []
-    for mode in args.modes.split(","):
-        if mode == "single":
-            if comm.rank != 0:
-                comm.barrier()
-                continue
-        rng = np.random.default_rng(0)
-        params = [mxo.Parameter(n, rng.standard_normal(s).astype(np.float32) * 0.01) for n, s in shapes]
-        if mode == "single":
-            trainer = mxo.Trainer(params, args.optimizer, {"aggregate_num": np.inf})
-        else:
-            trainer = distributed.DistributedTrainer(params, args.optimizer, {"aggregate_num": np.inf},
-                                                     communicator=comm, shard_states=mode == "zero1")
-        grads = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
-        times = []
-        for step in range(args.warmup + args.steps):
-            for p, g in zip(params, grads):
-                p.grad[...] = g
-            if step == args.warmup and mode != "single":
-                trainer.reset_timings()
-            if mode != "single":
-                comm.barrier()
+    for number, mode in enumerate(args.modes.split(",")):
+        params = [mxo.Parameter(n, np.full(s, 0.01, np.float32)) for n, s in shapes]
+        trainer = distributed.DistributedTrainer(params, args.optimizer, {"aggregate_num": np.inf},
+                                                 communicator=comm, shard_states=mode == "zero1")
+        sync_comm = trainer._sync_comm
+        times = {True: [], False: []}
+        phases = {True: distributed._new_timings(), False: distributed._new_timings()}
+        for step in range(args.warmup + 2 * args.steps):
+            checks = step % 2 == 0
+            trainer._checks = checks
+            for c in {comm, sync_comm}:
+                c._poll = checks
+            for k, q in enumerate(params):
+                q.grad.fill(1e-3 * (k % 7 + step % 3))       # no gradient copies held
+            comm.barrier()
+            trainer.reset_timings()
             t0 = time.perf_counter()
             trainer.step(256)
-            times.append(time.perf_counter() - t0)
-        t = np.array(times[args.warmup:]) * 1e3
-        state = (sum(leaf.nbytes for s in trainer._updater.states.values()
-                     for leaf in state_leaves(s)))
-        info = {"mode": mode, "rank": comm.rank, "median_ms": float(np.median(t)), "min_ms": float(t.min()),
-                "state_MiB": state / 2 ** 20}
-        if mode != "single":
-            tm = trainer.timings
-            n = max(tm["steps"], 1)
-            info.update({k + "_ms": tm[k] / n * 1e3 for k in ("reduce", "sync", "update", "norms", "gather")})
+            elapsed = time.perf_counter() - t0
+            if step >= args.warmup:
+                times[checks].append(elapsed)
+                for key, value in trainer.timings.items():
+                    phases[checks][key] += value
+        on, off = (float(np.median(times[c])) * 1e3 for c in (True, False))
+        info = {"mode": mode, "rank": comm.rank, "size": comm.size, "on_ms": on, "off_ms": off,
+                "overhead_pct": 100.0 * (on - off) / off}
+        for key in ("sync", "reduce", "update", "gather"):
+            info[key + "_ms"] = phases[True][key] / args.steps * 1e3
+        if number == 0:
+            buffers = sum(b.weight.nbytes + b.grad.nbytes for b in trainer._buckets) / 2 ** 20
+            state = trainer.optimizer_state_nbytes() / 2 ** 20
+            peak = peak_mib()
+            info.update({"baseline_MiB": baseline, "weights_grads_MiB": buffers, "state_MiB": state,
+                         "peak_MiB": peak, "extra_MiB": peak - baseline - buffers,
+                         "extra_over_state": (peak - baseline - buffers) / state})
         rows.append(info)
-        if mode == "single":
-            comm.barrier()
         del trainer, params
     every = comm.allgather_object(rows)
     if comm.rank == 0:
-        import json
-        for r, rs in enumerate(every):
+        for rs in every:
             for row in rs:
                 print(json.dumps({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()}))
+    return 0
+
+
+def bench_collectives(argv):
+    """Median milliseconds of a sum over all processes of the ResNet-50 gradient (25.6 M
+    float32): MPI's Iallreduce / Ireduce_scatter against the pairwise exchange, both
+    through MPICommunicator (deadline-polled), and MPI's blocking calls."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeat", type=int, default=9)
+    args = p.parse_args(argv)
+    import json
+    from mxopt_numba import workloads
+    comm = distributed.init("mpi")
+    mpi = comm.comm
+    n = sum(int(np.prod(s)) for _, s in workloads.resnet50())
+    a = np.full(n, 0.5, np.float32)
+    counts = distributed._even_counts(n, comm.size)
+    recv = np.empty(counts[comm.rank], np.float32)
+    tuned = distributed.MPICommunicator(mpi, pairwise_above=None)
+    pair = distributed.MPICommunicator(mpi, pairwise_above=1)
+    cases = {"allreduce MPI blocking": lambda: mpi.Allreduce(distributed._mpi().IN_PLACE, a),
+             "allreduce MPI (polled)": lambda: tuned.allreduce(a),
+             "allreduce pairwise": lambda: pair.allreduce(a),
+             "reduce_scatter MPI blocking": lambda: mpi.Reduce_scatter(a, recv, counts),
+             "reduce_scatter MPI (polled)": lambda: tuned.reduce_scatter(a, recv, counts),
+             "reduce_scatter pairwise": lambda: pair.reduce_scatter(a, recv, counts)}
+    times = {k: [] for k in cases}
+    for rep in range(args.repeat + 1):
+        for name, fn in cases.items():          # interleaved: the same load for each
+            a.fill(0.5)
+            mpi.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            if rep:
+                times[name].append(time.perf_counter() - t0)
+    if comm.rank == 0:
+        for name, ts in times.items():
+            print(json.dumps({"case": name, "size": comm.size, "elements": n,
+                              "median_ms": round(float(np.median(ts)) * 1e3, 1)}))
     return 0
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--bench"]:
         sys.exit(bench(sys.argv[2:]))
+    if sys.argv[1:2] == ["--bench-collectives"]:
+        sys.exit(bench_collectives(sys.argv[2:]))
     sys.exit(main(sys.argv[1:]))
