@@ -352,8 +352,8 @@ class MPICommunicator(Communicator):
             np.copyto(out, flat[lo:lo + n])
         else:
             out = flat[lo:lo + n]
-        chunk = max(1, min(self.PAIRWISE_CHUNK, n))
-        spare = [self._scratch_of("pairwise%d" % j, flat.dtype, chunk) for j in range(2)]
+        chunk = self.PAIRWISE_CHUNK          # the same on every process: sender and receiver cut alike
+        spare = [self._scratch_of("pairwise%d" % j, flat.dtype, min(chunk, n)) for j in range(2)]
         mtype = self._type(flat.dtype)
         control, comm, tag = self._control, self.comm, self._TAG
         starts = range(0, n, chunk)

@@ -148,9 +148,12 @@ def pairwise(comm):
 
 def check_collectives(comm, tmp):
     """Every collective against sums computed locally, through MPI's own reductions and
-    the pairwise exchange, for every dtype, even and uneven blocks."""
+    the pairwise exchange (whole blocks, and blocks in chunks of 3 elements), for every
+    dtype, even and uneven blocks."""
     size, rank = comm.size, comm.rank
-    for c in (comm, pairwise(comm)):
+    chunked = pairwise(comm)
+    chunked.PAIRWISE_CHUNK = 3          # blocks cut into many messages, the last one short
+    for c in (comm, pairwise(comm), chunked):
         for dtype in (np.float32, np.float64, np.float16, BF16):
             for n in (1, 7, 1000):
                 data = [np.random.default_rng(r).standard_normal(n).astype(dtype) for r in range(size)]
