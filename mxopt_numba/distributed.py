@@ -13,7 +13,8 @@ sharded across them (ZeRO stage 1).
 Collectives go through a small :class:`Communicator` interface (``rank``, ``size``,
 ``allreduce``, ``reduce_scatter``, ``allgather``, ``broadcast``, ``barrier``) with two
 implementations: :class:`MPICommunicator` (mpi4py; NumPy buffers passed without copies,
-``MPI_IN_PLACE`` where the operation allows it) and :class:`SingleProcessCommunicator`.
+``MPI_IN_PLACE`` where the operation allows it, non-blocking operations waited for against
+a deadline) and :class:`SingleProcessCommunicator`.
 Another backend (torch.distributed, NCCL) is one more subclass; optimizers never see it.
 
 Gradients are **summed** over the processes; :meth:`~mxopt_numba.Trainer.step` then
@@ -75,6 +76,22 @@ sum of per-shard float64 partial sums: relative differences of about 1e-16 in th
 which can move a float32 weight by one ulp now and then (tests allow 1e-6 relative; they
 have seen none); with ``'params'`` nothing changes.
 
+Failures.  A failure on one process ends the whole job within seconds, under a plain
+``mpiexec -n N python script.py`` (see :func:`install_abort_handler`, installed when an
+:class:`MPICommunicator` is created): an uncaught exception prints its traceback and
+calls ``MPI_Abort``; the peers print one line naming the failed process.  Every collective
+has a deadline (``timeout=``, ``MXOPT_DIST_TIMEOUT``, default 300 s): when it passes,
+every live process raises :class:`DistributedTimeoutError` naming the operation, the
+step and the processes that did not arrive, and the job aborts.  Each step starts with
+one small max-allreduce (the "step agreement", which existed before for the freshness
+of the gradients) that also carries the step counter, a digest of the optimizer's
+settings (class, learning rate, betas, wd, clip_gradient, rescale_grad, multipliers,
+scheduler) and the gradient rescale: a difference raises :class:`DistributedError` on
+every process naming the field and each process's value (gathering the values is a
+second collective on that path only), before any weight changes.  A process that stops
+early (``sys.exit``, the end of its data, a skipped step) is reported by the others
+when they wait for it; for uneven data, step inside :meth:`DistributedTrainer.join`.
+
 Oversubscription.  Each process runs Numba's thread pool; with as many processes as cores
 use one thread per process (``NUMBA_NUM_THREADS=1``, and ``OMP_WAIT_POLICY=passive`` so
 idle OpenMP threads sleep).  :func:`init` lowers the thread count itself when the
@@ -83,7 +100,8 @@ processes on a node would outnumber its cores.
 Checkpoints (:meth:`DistributedTrainer.save_states`): with sharding every process writes
 its own file ``<fname>.<rank>-of-<size>`` (atomically), then rank 0 writes ``fname``, a
 small manifest naming the shards and the layout, so a checkpoint whose manifest exists is
-complete.  :meth:`~DistributedTrainer.load_states` on the same number of processes reads
+complete; shards that an earlier save under the same name left for another number of
+processes are deleted once the new manifest is in place.  :meth:`~DistributedTrainer.load_states` on the same number of processes reads
 its own shard; on another number (or without sharding, or from a single-process
 :meth:`Trainer.save_states` file) it reads every shard and cuts the states again, which
 works for states shaped like their weight (every element-wise rule) and otherwise stops
@@ -635,20 +653,19 @@ class _Control:
             return
         start = time.monotonic()
         deadline = start + timeout
-        spins = 0
         delay = 0.0
         while not Test(reqs):
-            spins += 1
-            if spins < 200:          # a fast collective: keep driving MPI's progress
-                continue
             now = time.monotonic()
+            waited = now - start
+            if waited < 100e-6:      # a fast collective: keep driving MPI's progress
+                continue
             if now >= deadline:
                 self.timed_out(timeout)
             self.read_notices()
-            # sleep longer the longer the wait lasts: 50 us up to 2 ms in the first
-            # second (transfers progress only inside Test), up to 20 ms afterwards
-            cap = 0.002 if now - start < 1.0 else 0.02
-            delay = min(max(delay * 1.5, 50e-6), cap)
+            # transfers progress only inside Test, so sleep little while a peer is
+            # probably just a moment late; back off once the wait looks long
+            cap = 200e-6 if waited < 0.1 else 0.002 if waited < 1.0 else 0.02
+            delay = min(max(delay * 1.5, 20e-6), cap)
             time.sleep(delay)
 
     def timed_out(self, timeout):
@@ -841,7 +858,8 @@ def init(backend="auto", comm=None, limit_threads=True, timeout=None):
 
     ``backend``: ``'mpi'`` (mpi4py, ``comm`` or ``MPI.COMM_WORLD``), ``'single'`` (one
     process), or ``'auto'``: MPI when the process was started by an MPI launcher and
-    mpi4py is installed, else single.  With ``limit_threads``, when this node's processes
+    mpi4py is installed, else single.  ``timeout``: the collectives' deadline in seconds
+    (default ``MXOPT_DIST_TIMEOUT`` or 300).  With ``limit_threads``, when this node's processes
     times Numba's threads exceed its cores, each process gets ``cores // processes``
     threads (at least 1).
     """
@@ -1013,6 +1031,9 @@ class DistributedTrainer(Trainer):
         How the ranges are cut under ``shard_states`` (see the module docstring).
     root : int
         The process whose initial weights (and random stream) everyone starts from.
+    timeout : float, optional
+        Seconds a collective may wait for the other processes (sets the
+        communicator's ``timeout``; default ``MXOPT_DIST_TIMEOUT`` or 300).
 
     ``step(batch_size)`` takes the global batch size.  :meth:`allreduce_grads` sums the
     gradients (under ``shard_states``: reduce-scatters them, so each process holds the
