@@ -275,6 +275,7 @@ class MPICommunicator(Communicator):
         self._ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
         self._scratch = {}
         self._control = _Control.of(self.comm)
+        self._duplicate = None
         self.timeout = timeout
         install_abort_handler()
 
@@ -287,11 +288,17 @@ class MPICommunicator(Communicator):
     def timeout(self, value):
         self._timeout = _resolve_timeout(value)
         self._control.timeout = self._timeout
+        if getattr(self, "_duplicate", None) is not None:
+            self._duplicate.timeout = self._timeout
 
     def duplicate(self):
         """A communicator on the same processes whose collectives never pair with this
-        one's (``MPI_Comm_dup``; every process must call it)."""
-        return MPICommunicator(self.comm.Dup(), self.pairwise_above, self.timeout)
+        one's (``MPI_Comm_dup`` at the first call, which every process must make; later
+        calls return the same one, so trainers built one after another do not use up
+        MPI's communicator ids)."""
+        if self._duplicate is None:
+            self._duplicate = MPICommunicator(self.comm.Dup(), self.pairwise_above, self.timeout)
+        return self._duplicate
 
     # ------------------------------------------------------------------ context
     def set_context(self, step=None, phase=None):
@@ -642,6 +649,10 @@ class _Control:
         self.seq += 1
         self.op = op if self.phase is None else "%s (%s)" % (self.phase, op)
         if self.size > 1:
+            gone = [r for r, seq in self.exits.items() if seq < self.seq]
+            if gone:        # left after a collective this process finished later
+                self.fatal("process %d left the job after %d collectives; this process enters %s"
+                           % (gone[0], self.exits[gone[0]], _describe_op(self.op, self.step)))
             self.read_notices()
 
     def leave(self):
