@@ -696,7 +696,7 @@ class _Control:
             if answer is None:
                 missing.append(r)
                 notes.append("process %d did not answer" % r)
-            elif answer[0] != seq:
+            elif answer[0] != seq or answer[1] != op:       # elsewhere, or in another collective
                 missing.append(r)
                 notes.append("process %d is %s" % (r, "outside any collective" if answer[1] is None
                                                    else "in %s" % _describe_op(answer[1], answer[2])))

@@ -48,6 +48,8 @@ def train(comm, scenario):
         for step in range(1, steps + 1):
             write_grads(params, rng)
             if faulty and step == FAULT_AT:
+                if scenario == "other_collective":
+                    comm.barrier()                          # a collective the others never call
                 if scenario.startswith("exception"):
                     params[0].grad[...] = np.ones((3, 8))          # wrong gradient shape
                 elif scenario.startswith("exit"):
@@ -61,6 +63,8 @@ def train(comm, scenario):
                         continue
             trainer.step(8 * comm.size)
             say("step %d" % step)
+    if scenario == "extra_collective" and not faulty:
+        comm.barrier()                                      # the faulty rank has left
     if scenario.startswith("join"):
         every = comm.allgather_object([p.data.tobytes() for p in params])
         assert all(e == every[0] for e in every), "replicas differ"

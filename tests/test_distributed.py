@@ -692,7 +692,8 @@ DEADLINE = 10
 #: what a job may take beyond the deadline: starting 2-3 interpreters that import numba on
 #: a busy 2-core machine, the peers' answers, the abort
 MARGIN = 20
-FAULTS = ["exception", "exit", "stall", "uneven", "skip", "exception_sharded", "skip_sharded"]
+FAULTS = ["exception", "exit", "stall", "uneven", "skip", "exception_sharded", "skip_sharded",
+          "extra_collective"]
 SIZES = [2, 3]
 
 
@@ -705,17 +706,18 @@ def fault_runs():
     script = str(HERE / "dist_faults.py")
     try:
         for n in SIZES:
-            jobs["stall", n] = Launch(n, [script, "stall"], DEADLINE, DEADLINE + MARGIN + 30)
+            for name in ("stall", "other_collective"):
+                jobs[name, n] = Launch(n, [script, name], DEADLINE, DEADLINE + MARGIN + 30)
         for name in FAULTS:
             for n in SIZES:
-                if name != "stall":
+                if name not in ("stall", "other_collective"):
                     jobs[name, n] = Launch(n, [script, name], DEADLINE, DEADLINE + MARGIN).finish()
         jobs["mpi4py", 2] = Launch(2, [script, "exception"], DEADLINE, DEADLINE + MARGIN,
                                    python_args=("-m", "mpi4py")).finish()
     finally:
-        for n in SIZES:
-            if ("stall", n) in jobs and not hasattr(jobs["stall", n], "left"):
-                jobs["stall", n].finish()
+        for job in jobs.values():
+            if not hasattr(job, "left"):
+                job.finish()
     return jobs
 
 
@@ -766,6 +768,33 @@ def test_stalled_rank_times_out_everywhere(fault_runs, n):
     for text in errors:
         assert text.startswith("step agreement (allreduce) of step 5 did not complete within %d s" % DEADLINE)
         assert "process(es) %d did not arrive (process %d did not answer)" % (n - 1, n - 1) in text
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_rank_in_another_collective_is_named(fault_runs, n):
+    """The faulty rank calls a barrier the others never call while they wait in step
+    5's agreement (its own channel, so the two never pair): at the deadline each side
+    names the other and where it is."""
+    job = fault_runs["other_collective", n]
+    _ended_with_error(job, "other_collective")
+    errors = _lines(job.stderr, r"^mxopt_numba\.distributed\.DistributedTimeoutError: (.*)$")
+    assert len(errors) == n, job.stderr[-3000:]
+    waiting = [e for e in errors if e.startswith("step agreement (allreduce) of step 5")]
+    assert len(waiting) == n - 1, errors
+    for text in waiting:
+        assert "process(es) %d did not arrive (process %d is in barrier of step 4)" % (n - 1, n - 1) in text
+    lone = [e for e in errors if e.startswith("barrier of step 4")]
+    assert len(lone) == 1 and "did not arrive" in lone[0] and "step agreement (allreduce) of step 5" in lone[0]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_collective_after_a_rank_left_is_an_error(fault_runs, n):
+    """All ranks take the 10 steps; the faulty one exits, the others call one more
+    collective: they report that it left instead of waiting for the deadline."""
+    job = fault_runs["extra_collective", n]
+    _ended_with_error(job, "extra_collective")
+    assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job .*barrier"
+                  % (n - 1)), job.stderr[-3000:]
 
 
 @pytest.mark.parametrize("n", SIZES)
