@@ -7,6 +7,8 @@ The last rank (the "faulty" one) misbehaves at step 5 of 10; every rank prints
 setting at a time on the faulty rank, expects an error naming it on every rank, and
 prints ``PASS field`` / ``FAIL field: why`` lines, then ``DONE``.
 """
+import os
+import signal
 import sys
 import time
 
@@ -54,6 +56,8 @@ def train(comm, scenario):
                     params[0].grad[...] = np.ones((3, 8))          # wrong gradient shape
                 elif scenario.startswith("exit"):
                     sys.exit(1)
+                elif scenario == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
                 elif scenario.startswith("stall"):
                     time.sleep(600)
                 elif scenario.startswith("skip"):

@@ -693,7 +693,7 @@ DEADLINE = 10
 #: a busy 2-core machine, the peers' answers, the abort
 MARGIN = 20
 FAULTS = ["exception", "exit", "stall", "uneven", "skip", "exception_sharded", "skip_sharded",
-          "extra_collective"]
+          "extra_collective", "kill"]
 SIZES = [2, 3]
 
 
@@ -757,6 +757,12 @@ def test_sys_exit_on_one_rank_aborts_the_job(fault_runs, n):
     assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job .* while this "
                               r"process waits for it in step agreement \(allreduce\) of step 5" % (n - 1)), \
         job.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_killed_rank_ends_the_job(fault_runs, n):
+    """SIGKILL: the launcher itself ends the job (nothing of ours runs in that process)."""
+    _ended_with_error(fault_runs["kill", n], "kill")
 
 
 @pytest.mark.parametrize("n", SIZES)
