@@ -75,6 +75,10 @@ def add_arguments(p):
     p.add_argument("--shard-states", action="store_true",
                    help="with --distributed: each process keeps only its part of the optimizer "
                         "state (ZeRO-1)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS",
+                   help="with --distributed: how long a collective may wait for the other "
+                        "processes before the job stops with an error naming them (default: "
+                        "$MXOPT_DIST_TIMEOUT or 300)")
 
 
 # ---------------------------------------------------------------------- option parsing
@@ -276,9 +280,10 @@ class World:
 class MPIWorld(World):
     """``--distributed``: this process's place in an MPI launch, a DistributedTrainer."""
 
-    def __init__(self, shard_states=False):
+    def __init__(self, shard_states=False, timeout=None):
         from . import distributed
-        self.communicator = distributed.init("mpi")
+        # also makes a failure on any process end the whole job (install_abort_handler)
+        self.communicator = distributed.init("mpi", timeout=timeout)
         self.rank, self.size = self.communicator.rank, self.communicator.size
         self.shard_states = shard_states
 
@@ -296,8 +301,10 @@ class MPIWorld(World):
 def make_world(args):
     if getattr(args, "shard_states", False) and not getattr(args, "distributed", False):
         raise ValueError("--shard-states needs --distributed")
+    if getattr(args, "timeout", None) is not None and not getattr(args, "distributed", False):
+        raise ValueError("--timeout needs --distributed")
     if getattr(args, "distributed", False):
-        return MPIWorld(shard_states=args.shard_states)
+        return MPIWorld(shard_states=args.shard_states, timeout=getattr(args, "timeout", None))
     return World()
 
 

@@ -13,7 +13,8 @@ sharded across them (ZeRO stage 1).
 Collectives go through a small :class:`Communicator` interface (``rank``, ``size``,
 ``allreduce``, ``reduce_scatter``, ``allgather``, ``broadcast``, ``barrier``) with two
 implementations: :class:`MPICommunicator` (mpi4py; NumPy buffers passed without copies,
-``MPI_IN_PLACE`` where the operation allows it) and :class:`SingleProcessCommunicator`.
+``MPI_IN_PLACE`` where the operation allows it, non-blocking operations waited for against
+a deadline) and :class:`SingleProcessCommunicator`.
 Another backend (torch.distributed, NCCL) is one more subclass; optimizers never see it.
 
 Gradients are **summed** over the processes; :meth:`~mxopt_numba.Trainer.step` then
@@ -74,6 +75,22 @@ sum of per-shard float64 partial sums: relative differences of about 1e-16 in th
 which can move a float32 weight by one ulp now and then (tests allow 1e-6 relative; they
 have seen none); with ``'params'`` nothing changes.
 
+Failures.  A failure on one process ends the whole job within seconds, under a plain
+``mpiexec -n N python script.py`` (see :func:`install_abort_handler`, installed when an
+:class:`MPICommunicator` is created): an uncaught exception prints its traceback and
+calls ``MPI_Abort``; the peers print one line naming the failed process.  Every collective
+has a deadline (``timeout=``, ``MXOPT_DIST_TIMEOUT``, default 300 s): when it passes,
+every live process raises :class:`DistributedTimeoutError` naming the operation, the
+step and the processes that did not arrive, and the job aborts.  Each step starts with
+one small max-allreduce (the "step agreement", which existed before for the freshness
+of the gradients) that also carries the step counter, a digest of the optimizer's
+settings (class, learning rate, betas, wd, clip_gradient, rescale_grad, multipliers,
+scheduler) and the gradient rescale: a difference raises :class:`DistributedError` on
+every process naming the field and each process's value (gathering the values is a
+second collective on that path only), before any weight changes.  A process that stops
+early (``sys.exit``, the end of its data, a skipped step) is reported by the others
+when they wait for it; for uneven data, step inside :meth:`DistributedTrainer.join`.
+
 Oversubscription.  Each process runs Numba's thread pool; with as many processes as cores
 use one thread per process (``NUMBA_NUM_THREADS=1``, and ``OMP_WAIT_POLICY=passive`` so
 idle OpenMP threads sleep).  :func:`init` lowers the thread count itself when the
@@ -82,20 +99,29 @@ processes on a node would outnumber its cores.
 Checkpoints (:meth:`DistributedTrainer.save_states`): with sharding every process writes
 its own file ``<fname>.<rank>-of-<size>`` (atomically), then rank 0 writes ``fname``, a
 small manifest naming the shards and the layout, so a checkpoint whose manifest exists is
-complete.  A symbolic link as ``fname`` stays a link: the manifest replaces its target
-and the shards go beside the target.  :meth:`~DistributedTrainer.load_states` on the same number of processes reads
+complete; shards that an earlier save under the same name left for another number of
+processes are deleted once the new manifest is in place.  A symbolic link as ``fname``
+stays a link: the manifest replaces its target and the shards go beside the target.
+:meth:`~DistributedTrainer.load_states` on the same number of processes reads
 its own shard; on another number (or without sharding, or from a single-process
 :meth:`Trainer.save_states` file) it reads every shard and cuts the states again, which
 works for states shaped like their weight (every element-wise rule) and otherwise stops
 with a clear error.  Every process must be able to read every file (a shared
 filesystem).
 """
-import functools
+import atexit
+import contextlib
+import hashlib
 import io
 import json
 import math
+import numbers
 import os
+import pickle
+import re
+import sys
 import time
+import traceback
 import uuid
 import warnings
 import zipfile
@@ -110,8 +136,8 @@ from .optimizer.updater import Updater
 from .trainer import Trainer, _atomic_write, _compare_state
 
 __all__ = ["Communicator", "SingleProcessCommunicator", "MPICommunicator", "init",
-           "DistributedTrainer", "MANIFEST_KIND", "SHARD_KIND", "StateFormatError",
-           "norm_hook_available"]
+           "DistributedTrainer", "DistributedError", "DistributedTimeoutError",
+           "install_abort_handler", "MANIFEST_KIND", "SHARD_KIND", "StateFormatError"]
 
 StateFormatError = _state_io.StateFormatError
 
@@ -156,6 +182,10 @@ class Communicator:
 
     def barrier(self):
         raise NotImplementedError
+
+    def set_context(self, step=None, phase=None):
+        """The training step in progress and the phase of it (``'step agreement'``,
+        ``'gradient reduction'``, ...) to name in error messages; may be ignored."""
 
     def allgather_object(self, obj):
         """A list of every process's ``obj`` (small, picklable metadata only)."""
@@ -204,25 +234,39 @@ class SingleProcessCommunicator(Communicator):
 
 
 class MPICommunicator(Communicator):
-    """Collectives through mpi4py on ``comm`` (default ``MPI.COMM_WORLD``).
+    """Collectives through mpi4py on ``comm`` (default ``MPI.COMM_WORLD``), each with a
+    deadline.
+
+    Every collective is MPI's non-blocking form (``Iallreduce``, ``Ireduce_scatter``,
+    ``Iallgather``, ``Ibcast``), polled with ``Test``: a short spin, then sleeps that
+    grow up to a few milliseconds, so a process waiting for a slow peer does not hold a
+    core.  While it waits it reads the notices of its peers (below).  When ``timeout``
+    seconds pass (default: ``MXOPT_DIST_TIMEOUT`` or 300), it asks every peer where it
+    is, and raises :class:`DistributedTimeoutError` naming the operation, the step and
+    the processes that did not arrive; the communicator is unusable afterwards.
 
     Buffers go to MPI as they are (no copies); allreduce and allgather run in place.
     float16/bfloat16 sums go through a float32 scratch buffer (kept between calls).
 
     Sums of at least ``pairwise_above`` elements (None: never) use a pairwise exchange
-    instead of MPI's own reduce-scatter: in round ``k = 1 .. size-1`` each process sends
-    process ``rank+k`` its block and adds the block received from ``rank-k`` to its own.
-    An allreduce is that reduce-scatter followed by an in-place allgather.  On one node
-    this is several times faster than MPICH's ``MPI_Reduce_scatter_block`` and
-    ``MPI_Allreduce`` for large buffers (measured: 100 MB on 2 processes, 17 ms against
-    70 ms), needs one block of scratch memory, and every element is added up by its
-    owner only, so all processes receive the same bits.  Order of the sum for block
-    ``r``: ``g_r + g_(r-1) + g_(r-2) + ...`` (exactly ``a + b`` for two processes).
+    instead of MPI's reduce-scatter: in round ``k = 1 .. size-1`` each process sends
+    process ``rank+k`` its block and adds the block received from ``rank-k`` to its
+    own; an allreduce is then that reduce-scatter followed by an allgather.  Every
+    element is added up by its owner only, so all processes receive the same bits; the
+    order of the sum for block ``r`` is ``g_r + g_(r-1) + ...`` (exactly ``a + b`` for
+    two processes).  It stays the default for large sums because it is faster than
+    MPICH's tuned reductions on one node: ``tests/dist_worker.py --bench-collectives``
+    measured 17 ms against 55-60 ms for an allreduce or reduce-scatter of the ResNet-50
+    gradient (25.6 M float32) on 2 processes.  Allgathers and small sums are MPI's own.
+
+    Creating one installs the job's failure handling (see :func:`install_abort_handler`).
     """
 
     _TAG = 0x6D78
+    #: elements per message of the pairwise exchange (4 MiB of float32)
+    PAIRWISE_CHUNK = 1 << 20
 
-    def __init__(self, comm=None, pairwise_above=1 << 16):
+    def __init__(self, comm=None, pairwise_above=1 << 16, timeout=None):
         MPI = _mpi()
         self.MPI = MPI
         self.comm = MPI.COMM_WORLD if comm is None else comm
@@ -231,6 +275,45 @@ class MPICommunicator(Communicator):
         self.pairwise_above = pairwise_above
         self._ops = {"sum": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN}
         self._scratch = {}
+        self._control = _Control.of(self.comm)
+        self._duplicate = None
+        self.timeout = timeout
+        install_abort_handler()
+
+    @property
+    def timeout(self):
+        """Seconds a collective may wait (also the deadline of the exit handshake)."""
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value):
+        self._timeout = _resolve_timeout(value)
+        self._control.timeout = self._timeout
+        if getattr(self, "_duplicate", None) is not None:
+            self._duplicate.timeout = self._timeout
+
+    def duplicate(self):
+        """A communicator on the same processes whose collectives never pair with this
+        one's (``MPI_Comm_dup`` at the first call, which every process must make; later
+        calls return the same one, so trainers built one after another do not use up
+        MPI's communicator ids)."""
+        if self._duplicate is None:
+            self._duplicate = MPICommunicator(self.comm.Dup(), self.pairwise_above, self.timeout)
+        return self._duplicate
+
+    # ------------------------------------------------------------------ context
+    def set_context(self, step=None, phase=None):
+        """The training step and its phase, named in timeout and failure messages."""
+        self._control.step = step
+        self._control.phase = phase
+
+    @property
+    def broken(self):
+        """Why the communicator cannot be used any more (a collective timed out), or None."""
+        return self._control.broken
+
+    def abort(self, code=1):
+        self._control.abort(code)
 
     # ------------------------------------------------------------------ helpers
     def _type(self, dtype):
@@ -261,8 +344,33 @@ class MPICommunicator(Communicator):
     def _pairwise(self, n):
         return self.size > 1 and self.pairwise_above is not None and n >= self.pairwise_above
 
+    #: False: wait in ``MPI_Waitall`` without a deadline or notices (benchmarks only: the
+    #: cost of the checks is the difference)
+    _poll = True
+
+    def _run(self, op, start):
+        """Start a non-blocking operation (``start()`` returns its request or requests)
+        and wait for it against the deadline."""
+        control = self._control
+        control.enter(op)
+        try:
+            reqs = start()
+            self._wait(reqs if isinstance(reqs, list) else [reqs])
+        finally:
+            control.leave()
+
+    def _wait(self, reqs):
+        if self._poll:
+            self._control.wait(reqs, self.timeout)
+        else:
+            self.MPI.Request.Waitall(reqs)
+
     def _pairwise_reduce(self, flat, counts, out):
-        """``out`` (may be ``flat``'s own block) <- block ``rank`` of the sum of ``flat``."""
+        """``out`` (may be ``flat``'s own block) <- block ``rank`` of the sum of ``flat``.
+
+        Blocks travel in chunks of ``PAIRWISE_CHUNK`` elements, received into two
+        alternating scratch buffers (the next chunk arrives while this one is added), so
+        the scratch memory stays two chunks whatever the model size."""
         displs = _displacements(counts)
         rank, size = self.rank, self.size
         lo, n = displs[rank], counts[rank]
@@ -270,14 +378,32 @@ class MPICommunicator(Communicator):
             np.copyto(out, flat[lo:lo + n])
         else:
             out = flat[lo:lo + n]
-        tmp = self._scratch_of("pairwise", flat.dtype, n)
+        chunk = self.PAIRWISE_CHUNK          # the same on every process: sender and receiver cut alike
+        spare = [self._scratch_of("pairwise%d" % j, flat.dtype, min(chunk, n)) for j in range(2)]
         mtype = self._type(flat.dtype)
+        control, comm, tag = self._control, self.comm, self._TAG
+        starts = range(0, n, chunk)
         for k in range(1, size):
             dest, src = (rank + k) % size, (rank - k) % size
             d = displs[dest]
-            self.comm.Sendrecv([flat[d:d + counts[dest]], mtype], dest=dest, sendtag=self._TAG,
-                               recvbuf=[tmp, mtype], source=src, recvtag=self._TAG)
-            np.add(out, tmp, out=out)
+            control.enter("reduce-scatter (pairwise round %d)" % k)
+            try:
+                m = counts[dest]            # the block dest owns: its n, chunked the same way
+                sends = [comm.Isend([flat[d + j:d + min(j + chunk, m)], mtype], dest=dest, tag=tag)
+                         for j in range(0, m, chunk)]
+                recv = None
+                for i, j in enumerate(starts):
+                    if recv is None:
+                        recv = comm.Irecv([spare[0][:min(chunk, n - j)], mtype], source=src, tag=tag)
+                    self._wait([recv])
+                    nxt = j + chunk
+                    recv = None if nxt >= n else comm.Irecv(
+                        [spare[(i + 1) % 2][:min(chunk, n - nxt)], mtype], source=src, tag=tag)
+                    got = spare[i % 2][:min(chunk, n - j)]
+                    np.add(out[j:j + got.size], got, out=out[j:j + got.size])
+                self._wait(sends)
+            finally:
+                control.leave()
 
     # ------------------------------------------------------------------ collectives
     def allreduce(self, arrays, op="sum"):
@@ -288,7 +414,8 @@ class MPICommunicator(Communicator):
                 continue
             native = _native(a.dtype)
             if native and not (op == "sum" and self._pairwise(a.size)):
-                self.comm.Allreduce(self.MPI.IN_PLACE, self._buffer(a), op=mpi_op)
+                self._run("allreduce", lambda: self.comm.Iallreduce(self.MPI.IN_PLACE, self._buffer(a),
+                                                                    op=mpi_op))
                 continue
             flat = a.reshape(-1)
             if not native:
@@ -299,7 +426,8 @@ class MPICommunicator(Communicator):
                 self._pairwise_reduce(flat, counts, None)
                 self.allgather(flat, counts)
             else:
-                self.comm.Allreduce(self.MPI.IN_PLACE, [flat, self.MPI.FLOAT], op=mpi_op)
+                self._run("allreduce", lambda: self.comm.Iallreduce(
+                    self.MPI.IN_PLACE, [flat, self.MPI.FLOAT], op=mpi_op))
             if not native:
                 np.copyto(a.reshape(-1), flat, casting="unsafe")
 
@@ -322,9 +450,11 @@ class MPICommunicator(Communicator):
         if self._pairwise(send.size):
             self._pairwise_reduce(s, counts, r)
         elif all(c == counts[0] for c in counts):
-            self.comm.Reduce_scatter_block(self._buffer(s), self._buffer(r), op=self.MPI.SUM)
+            self._run("reduce-scatter", lambda: self.comm.Ireduce_scatter_block(
+                self._buffer(s), self._buffer(r), op=self.MPI.SUM))
         else:
-            self.comm.Reduce_scatter(self._buffer(s), self._buffer(r), counts, op=self.MPI.SUM)
+            self._run("reduce-scatter", lambda: self.comm.Ireduce_scatter(
+                self._buffer(s), self._buffer(r), counts, op=self.MPI.SUM))
         if not native:
             np.copyto(recv.reshape(-1), r, casting="unsafe")
 
@@ -335,9 +465,10 @@ class MPICommunicator(Communicator):
         scale = raw.size // max(buf.size, 1)
         counts = [c * scale for c in counts]
         if all(c == counts[0] for c in counts):
-            self.comm.Allgather(self.MPI.IN_PLACE, [raw, mtype])
+            self._run("allgather", lambda: self.comm.Iallgather(self.MPI.IN_PLACE, [raw, mtype]))
         else:
-            self.comm.Allgatherv(self.MPI.IN_PLACE, [raw, counts, _displacements(counts), mtype])
+            self._run("allgather", lambda: self.comm.Iallgatherv(
+                self.MPI.IN_PLACE, [raw, counts, _displacements(counts), mtype]))
 
     def broadcast(self, arrays, root=0):
         _check_root(root, self.size)
@@ -345,17 +476,330 @@ class MPICommunicator(Communicator):
             _check_buffer(a)
             if a.size:
                 raw, mtype = self._raw(a)
-                self.comm.Bcast([raw, mtype], root=root)
+                self._run("broadcast", lambda: self.comm.Ibcast([raw, mtype], root=root))
 
     def barrier(self):
-        self.comm.Barrier()
+        self._run("barrier", lambda: self.comm.Ibarrier())
 
     def allgather_object(self, obj):
-        return self.comm.allgather(obj)
+        data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8)
+        sizes = np.zeros(self.size, dtype=np.int64)
+        sizes[self.rank] = data.size
+        self.allgather(sizes, [1] * self.size)
+        counts = [int(n) for n in sizes]
+        buf = np.empty(sum(counts), dtype=np.uint8)
+        lo = sum(counts[:self.rank])
+        buf[lo:lo + data.size] = data
+        self.allgather(buf, counts)
+        out, lo = [], 0
+        for n in counts:
+            out.append(pickle.loads(buf[lo:lo + n].tobytes()))
+            lo += n
+        return out
 
     def broadcast_object(self, obj, root=0):
         _check_root(root, self.size)
-        return self.comm.bcast(obj, root=root)
+        data = np.frombuffer(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8) \
+            if self.rank == root else None
+        size = np.array([0 if data is None else data.size], dtype=np.int64)
+        self.broadcast(size, root)
+        buf = data.copy() if data is not None else np.empty(int(size[0]), dtype=np.uint8)
+        self.broadcast(buf, root)
+        return obj if self.rank == root else pickle.loads(buf.tobytes())
+
+
+# ====================================================================== failure handling
+
+class DistributedError(RuntimeError):
+    """A fault of the distributed job (a mismatch between processes, a process that left
+    or failed).  ``everywhere`` is true when every live process raises it too."""
+
+    def __init__(self, message, everywhere=True):
+        super().__init__(message)
+        self.everywhere = everywhere
+
+
+class DistributedTimeoutError(DistributedError):
+    """A collective did not complete within the deadline.  Attributes: ``operation``,
+    ``step`` (None outside a training step), ``missing`` (ranks that did not arrive)."""
+
+    def __init__(self, message, operation, step, missing):
+        super().__init__(message)
+        self.operation, self.step, self.missing = operation, step, list(missing)
+
+
+_NOTICE = 0x6D79
+_DEFAULT_TIMEOUT = 300.0
+#: how long a process keeps listening for its peers' answers after a deadline passed
+_ASK_SECONDS = 2.0
+
+
+def _resolve_timeout(timeout):
+    """``timeout`` (seconds) or ``MXOPT_DIST_TIMEOUT`` or 300, checked."""
+    source = "timeout"
+    if timeout is None:
+        text = os.environ.get("MXOPT_DIST_TIMEOUT")
+        if text is None or not text.strip():
+            return _DEFAULT_TIMEOUT
+        source = "MXOPT_DIST_TIMEOUT"
+        try:
+            timeout = float(text)
+        except ValueError:
+            raise ValueError("MXOPT_DIST_TIMEOUT must be a number of seconds, got %r" % text) from None
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real) or not math.isfinite(timeout) \
+            or timeout <= 0:
+        raise ValueError("%s must be a positive number of seconds, got %r" % (source, timeout))
+    return float(timeout)
+
+
+def _describe_op(op, step):
+    return "%s%s" % (op, "" if step is None else " of step %d" % step)
+
+
+class _Control:
+    """The side channel of one process group: a duplicate of its communicator on which
+    processes send each other short notices (failed, exiting, where are you, here I
+    am), read while they wait in a collective.  One per group, shared by every
+    MPICommunicator on it; ``seq`` counts the collectives started on the group, so
+    processes compare positions without any extra message in the normal case."""
+
+    _all = []
+
+    @classmethod
+    def of(cls, comm):
+        MPI = _mpi()
+        for control in cls._all:
+            if comm.Compare(control.base) in (MPI.IDENT, MPI.CONGRUENT):
+                return control
+        control = cls(comm)
+        cls._all.append(control)
+        return control
+
+    def __init__(self, comm):
+        self.MPI = _mpi()
+        self.base = comm
+        self.ctl = comm.Dup()
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self.seq = 0
+        self.op = None
+        self.step = None
+        self.phase = None
+        self.broken = None
+        self.exits = {}             # rank -> its seq when it left
+        self.answers = {}           # rank -> (seq, op, step) while asking
+        self.sends = []
+        self.closed = False
+        self.timeout = None         # the deadline of the exit handshake (None: the default)
+
+    # -------------------------------------------------------------- notices
+    def send_all(self, message):
+        for r in range(self.size):
+            if r != self.rank:
+                try:
+                    self.sends.append(self.ctl.isend(message, dest=r, tag=_NOTICE))
+                except Exception:       # best effort: the job is going down anyway
+                    pass
+        self.sends = [s for s in self.sends if not s.Test()]
+
+    def read_notices(self, exiting=False):
+        status = self.MPI.Status()
+        while self.ctl.iprobe(source=self.MPI.ANY_SOURCE, tag=_NOTICE, status=status):
+            source = status.Get_source()
+            message = self.ctl.recv(source=source, tag=_NOTICE)
+            kind = message[0]
+            if kind == "failed":
+                self.fatal("process %d failed%s: %s" % (source, _during(message[2]), message[1]))
+            elif kind == "exit":
+                self.exits[source] = message[1]
+                if not exiting and self.op is not None and message[1] < self.seq:
+                    self.fatal("process %d left the job (exited after %d collectives, %s) while "
+                               "this process waits for it in %s"
+                               % (source, message[1], "before any step" if message[2] is None
+                                  else "its last step %d" % message[2], _describe_op(self.op, self.step)))
+            elif kind == "where":
+                self.send_to(source, ("here", self.seq if self.op is not None else None,
+                                      self.op, self.step))
+            elif kind == "here":
+                self.answers[source] = message[1:]
+
+    def send_to(self, rank, message):
+        try:
+            self.sends.append(self.ctl.isend(message, dest=rank, tag=_NOTICE))
+        except Exception:
+            pass
+
+    def fatal(self, line):
+        """One line on stderr, then the whole job ends."""
+        sys.stdout.flush()
+        sys.stderr.write("mxopt_numba.distributed [rank %d]: %s; aborting the job\n" % (self.rank, line))
+        sys.stderr.flush()
+        # the launcher forwards output asynchronously and drops what it holds at an
+        # abort: let the line get through first
+        time.sleep(0.3)
+        self.abort(1)
+
+    def abort(self, code=1):
+        self.closed = True
+        self.base.Abort(code)
+
+    # -------------------------------------------------------------- waiting
+    def enter(self, op):
+        if self.broken:
+            raise DistributedError("the communicator is unusable: %s" % self.broken, everywhere=False)
+        self.seq += 1
+        self.op = op if self.phase is None else "%s (%s)" % (self.phase, op)
+        if self.size > 1:
+            gone = [r for r, seq in self.exits.items() if seq < self.seq]
+            if gone:        # left after a collective this process finished later
+                self.fatal("process %d left the job after %d collectives; this process enters %s"
+                           % (gone[0], self.exits[gone[0]], _describe_op(self.op, self.step)))
+            self.read_notices()
+
+    def leave(self):
+        self.op = None
+
+    def wait(self, reqs, timeout):
+        Test = self.MPI.Request.Testall
+        if Test(reqs):
+            return
+        start = time.monotonic()
+        deadline = start + timeout
+        delay = 0.0
+        while not Test(reqs):
+            now = time.monotonic()
+            waited = now - start
+            if waited < 100e-6:      # a fast collective: keep driving MPI's progress
+                continue
+            if now >= deadline:
+                self.timed_out(timeout)
+            self.read_notices()
+            # transfers progress only inside Test, so sleep little while a peer is
+            # probably just a moment late; back off once the wait looks long
+            cap = 200e-6 if waited < 0.1 else 0.002 if waited < 1.0 else 0.02
+            delay = min(max(delay * 1.5, 20e-6), cap)
+            time.sleep(delay)
+
+    def timed_out(self, timeout):
+        """Ask every peer where it is, name those that are not here, raise."""
+        op, step, seq = self.op, self.step, self.seq
+        self.answers = {}
+        self.send_all(("where",))
+        until = time.monotonic() + min(_ASK_SECONDS, max(0.5, timeout / 4))
+        while time.monotonic() < until and len(self.answers) < self.size - 1:
+            self.read_notices()
+            time.sleep(0.01)
+        missing, notes = [], []
+        for r in range(self.size):
+            if r == self.rank:
+                continue
+            answer = self.answers.get(r)
+            if answer is None:
+                missing.append(r)
+                notes.append("process %d did not answer" % r)
+            elif answer[0] != seq or answer[1] != op:       # elsewhere, or in another collective
+                missing.append(r)
+                notes.append("process %d is %s" % (r, "outside any collective" if answer[1] is None
+                                                   else "in %s" % _describe_op(answer[1], answer[2])))
+        what = _describe_op(op, step)
+        message = ("%s did not complete within %g s: process(es) %s did not arrive (%s)"
+                   % (what, timeout, ", ".join(map(str, missing)) or "none", "; ".join(notes))
+                   if missing else
+                   "%s did not complete within %g s although every process arrived" % (what, timeout))
+        self.broken = "%s timed out" % what
+        raise DistributedTimeoutError(message, op, step, missing)
+
+    # -------------------------------------------------------------- exit
+    def farewell(self, timeout):
+        """At interpreter exit: tell the peers, wait until every peer left after the same
+        number of collectives (else end the job with a message)."""
+        if self.closed or self.size == 1:
+            return
+        if self.broken:
+            self.fatal("exiting after %s" % self.broken)
+        self.send_all(("exit", self.seq, self.step))
+        deadline = time.monotonic() + timeout
+        delay = 0.0
+        while len(self.exits) < self.size - 1:
+            self.read_notices(exiting=True)
+            if time.monotonic() >= deadline:
+                waiting = sorted(set(range(self.size)) - set(self.exits) - {self.rank})
+                self.fatal("process(es) %s did not finish within %g s of this process's exit"
+                           % (", ".join(map(str, waiting)), timeout))
+            delay = min(max(delay * 1.5, 1e-4), 0.02)
+            time.sleep(delay)
+        early = {r: n for r, n in self.exits.items() if n != self.seq}
+        if early:
+            self.fatal("processes left after different numbers of collectives (this one after %d; %s): "
+                       "a process skipped or added a step" % (self.seq, ", ".join(
+                           "process %d after %d" % kv for kv in sorted(early.items()))))
+        self.closed = True
+        for s in self.sends:
+            s.Test()
+
+
+def _during(step):
+    return "" if step is None else " (its last step: %d)" % step
+
+
+_HANDLER = {"installed": False, "previous": None}
+
+
+def install_abort_handler():
+    """Make a failure on one process end the whole MPI job within seconds.
+
+    Called when an :class:`MPICommunicator` (and so a :class:`DistributedTrainer` over
+    MPI) is created; works under a plain ``mpiexec -n N python script.py``.
+
+    * An uncaught exception: the process prints its traceback (through the previous
+      ``sys.excepthook``), tells its peers, and calls ``MPI_Abort``.  A peer waiting in
+      a collective prints one line naming the failed process and aborts too.
+    * Interpreter exit (``sys.exit`` with any status, or the end of the script): the
+      process tells its peers how many collectives it took part in and waits for theirs.
+      A peer still waiting in a later collective prints that the process left and
+      aborts; equal counts everywhere are a clean exit.
+    """
+    if _HANDLER["installed"]:
+        return
+    _HANDLER["installed"] = True
+    _HANDLER["previous"] = sys.excepthook
+    sys.excepthook = _excepthook
+    atexit.register(_at_exit)
+
+
+def _excepthook(etype, value, tb):
+    previous = _HANDLER["previous"] or sys.__excepthook__
+    controls = [c for c in _Control._all if not c.closed and c.size > 1]
+    if not controls:
+        return previous(etype, value, tb)
+    # every live process raises a DistributedError of its own: no notice needed
+    shared = isinstance(value, DistributedError) and value.everywhere
+    step = controls[0].step
+    notice = ("failed", "".join(traceback.format_exception_only(etype, value)).strip()[:2000], step)
+    if previous is sys.__excepthook__:
+        previous(etype, value, tb)
+        sys.stderr.flush()
+        if not shared:
+            for c in controls:
+                c.send_all(notice)
+    else:                   # another handler (mpi4py's own) may abort right away
+        if not shared:
+            for c in controls:
+                c.send_all(notice)
+        previous(etype, value, tb)
+        sys.stderr.flush()
+    # give the peers a moment to print their line (they abort the job themselves)
+    until = time.monotonic() + 1.0
+    while time.monotonic() < until:
+        for c in controls:
+            c.sends = [s for s in c.sends if not s.Test()]
+        time.sleep(0.02)
+    controls[0].abort(1)
+
+
+def _at_exit():
+    for control in [c for c in _Control._all if not c.closed]:
+        control.farewell(_resolve_timeout(None) if control.timeout is None else control.timeout)
 
 
 def _displacements(counts):
@@ -421,12 +865,13 @@ _LAUNCH_VARS = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MP
                 "HYDRA_CONTROL_FD", "MV2_COMM_WORLD_SIZE", "SLURM_PROCID")
 
 
-def init(backend="auto", comm=None, limit_threads=True):
+def init(backend="auto", comm=None, limit_threads=True, timeout=None):
     """The communicator of this process.
 
     ``backend``: ``'mpi'`` (mpi4py, ``comm`` or ``MPI.COMM_WORLD``), ``'single'`` (one
     process), or ``'auto'``: MPI when the process was started by an MPI launcher and
-    mpi4py is installed, else single.  With ``limit_threads``, when this node's processes
+    mpi4py is installed, else single.  ``timeout``: the collectives' deadline in seconds
+    (default ``MXOPT_DIST_TIMEOUT`` or 300).  With ``limit_threads``, when this node's processes
     times Numba's threads exceed its cores, each process gets ``cores // processes``
     threads (at least 1).
     """
@@ -443,7 +888,7 @@ def init(backend="auto", comm=None, limit_threads=True):
             warnings.warn("started by an MPI launcher but mpi4py is not installed: running as "
                           "one process (pip install mpi4py)", RuntimeWarning, stacklevel=2)
             return SingleProcessCommunicator()
-    communicator = MPICommunicator(comm)
+    communicator = MPICommunicator(comm, timeout=timeout)
     if limit_threads:
         _limit_threads(communicator)
     return communicator
@@ -495,23 +940,6 @@ def _declared(cls, attr):
     return False
 
 
-@functools.lru_cache(maxsize=None)
-def norm_hook_available():
-    """True when the layer-wise rules pass their per-tensor sums through
-    ``opt.norm_reducer`` (probed once on a tiny LAMB update)."""
-    from .optimizer.lamb import LAMB
-    probe = LAMB(aggregate_num=math.inf)
-    calls = []
-
-    def record(sums):
-        calls.append(sums.shape)
-        return sums
-    probe.norm_reducer = record
-    w = np.ones(2, dtype=np.float32)
-    probe.update([0], [w], [np.ones(2, dtype=np.float32)], [probe.create_state(0, w)])
-    return bool(calls)
-
-
 def _partition_for(opt, requested):
     if requested not in ("auto", "elements", "params"):
         raise ValueError("partition must be 'auto', 'elements' or 'params', got %r" % (requested,))
@@ -524,15 +952,12 @@ def _partition_for(opt, requested):
     if requested == "params" or kind == "elementwise":
         return requested if requested != "auto" else "elements"
     if kind == "norms":
-        if opt.use_fused_step and norm_hook_available():
-            return "elements"
+        if opt.use_fused_step:
+            return "elements"      # launch_sums adds the pieces' partial sums across processes
         if requested == "elements":
-            why = ("its NumPy step() (use_fused_step=False) takes norms of the pieces it sees"
-                   if not opt.use_fused_step else
-                   "launch_sums does not apply opt.norm_reducer yet, so the per-tensor norms "
-                   "would be norms of the pieces")
             raise ValueError("%s needs whole-tensor norms and cannot be cut at arbitrary "
-                             "elements: %s; use partition='params' (or 'auto')" % (name, why))
+                             "elements: its NumPy step() (use_fused_step=False) takes norms of "
+                             "the pieces it sees; use partition='params' (or 'auto')" % name)
         return "params"
     if requested == "elements":
         raise ValueError("%s is not known to be element-wise (set the class attribute "
@@ -603,6 +1028,9 @@ class DistributedTrainer(Trainer):
         How the ranges are cut under ``shard_states`` (see the module docstring).
     root : int
         The process whose initial weights (and random stream) everyone starts from.
+    timeout : float, optional
+        Seconds a collective may wait for the other processes (sets the
+        communicator's ``timeout``; default ``MXOPT_DIST_TIMEOUT`` or 300).
 
     ``step(batch_size)`` takes the global batch size.  :meth:`allreduce_grads` sums the
     gradients (under ``shard_states``: reduce-scatters them, so each process holds the
@@ -610,21 +1038,32 @@ class DistributedTrainer(Trainer):
     Attributes ``rank``, ``size``, ``communicator``, ``bounds``, ``timings``.
     """
 
+    #: False: the step agreement carries no settings digest (benchmarks only)
+    _checks = True
+
     def __init__(self, params, optimizer, optimizer_params=None, *, communicator=None,
-                 shard_states=False, partition="auto", root=0):
+                 shard_states=False, partition="auto", root=0, timeout=None):
         super().__init__(params, optimizer, optimizer_params)
-        comm = init() if communicator is None else communicator
+        timeout = None if timeout is None else _resolve_timeout(timeout)
+        comm = init(timeout=timeout) if communicator is None else communicator
         missing = [m for m in ("rank", "size", "allreduce", "reduce_scatter", "allgather", "broadcast",
                                "barrier", "allgather_object", "broadcast_object") if not hasattr(comm, m)]
         if missing:
             raise TypeError("communicator %r lacks %s (see mxopt_numba.distributed.Communicator)"
                             % (comm, ", ".join(missing)))
         _check_root(root, comm.size)
+        if timeout is not None and hasattr(comm, "timeout"):
+            comm.timeout = timeout
         self._comm = comm
         self._root = root
         self._shard = bool(shard_states)
         self._partition = None
         self._reduced = False
+        self._synced = None
+        self._steps = 0
+        self._batch = None
+        self._ignore_hint = False
+        self._config = (None, None)
         self.timings = _new_timings()
         self._check_same_everywhere(partition)
         if self._shard:
@@ -636,6 +1075,11 @@ class DistributedTrainer(Trainer):
         if self._shard:
             self._build_pieces()
         self._install_reducer(self.optimizer)
+        self._sync_buf = np.empty(2 * len(self._trainable) + 8, dtype=np.int64)
+        # the per-step agreement gets a channel of its own: a process that left the loop
+        # early and calls some other collective then waits instead of pairing with it
+        duplicate = getattr(comm, "duplicate", None)
+        self._sync_comm = duplicate() if duplicate is not None else comm
 
     # ------------------------------------------------------------------ attributes
     @property
@@ -683,7 +1127,7 @@ class DistributedTrainer(Trainer):
                   for p in self._params]
         return {"params": params, "optimizer": type(opt).__name__,
                 "multi_precision": bool(opt.multi_precision), "fused": bool(opt.use_fused_step),
-                "shard_states": self._shard, "partition": partition}
+                "shard_states": self._shard, "partition": partition, "settings": self._settings()}
 
     def _check_same_everywhere(self, partition):
         mine = self._signature(partition)
@@ -705,6 +1149,9 @@ class DistributedTrainer(Trainer):
                     raise ValueError("parameter %d differs between processes: %r on process %d, %r on "
                                      "process %d (name, shape, dtype, grad dtype, grad_req)"
                                      % (k, a, rank, b, self._root))
+        differ = _differences([sig["settings"] for sig in every])
+        if differ:
+            raise ValueError("every process must build the same DistributedTrainer: %s" % differ)
 
     def _build_buckets(self):
         groups = {}
@@ -808,10 +1255,141 @@ class DistributedTrainer(Trainer):
                 raise RuntimeError("parameter %r had grad_req='null' when the DistributedTrainer was "
                                    "created and has a gradient now; create a new trainer" % params[k].name)
 
+    # ------------------------------------------------------------------ agreement
+    def _settings(self):
+        """Everything every process must agree on at each step, the batch size aside:
+        the optimizer's class and public scalar settings (learning rate, betas, wd,
+        clip_gradient, ...), its multiplier dicts and scheduler, each parameter's
+        lr_mult/wd_mult and the gradient rescale set at construction."""
+        opt = self.optimizer
+        out = {"optimizer": type(opt).__name__, "rescale_grad": self._scale}
+        for key, value in vars(opt).items():
+            if not key.startswith("_") and key != "rescale_grad" and _is_scalar(value):
+                out["learning_rate" if key == "lr" else key] = value
+        for key in ("lr_mult", "wd_mult"):
+            out["optimizer " + key] = tuple(sorted((getattr(opt, key, None) or {}).items(), key=repr))
+        sched = getattr(opt, "lr_scheduler", None)
+        if sched is not None:
+            out["lr_scheduler"] = type(sched).__name__
+            for key, value in vars(sched).items():
+                if not key.startswith("_") and _is_scalar(value):
+                    out["lr_scheduler." + key] = value
+        out["parameter lr_mult"] = tuple(p.lr_mult for p in self._params)
+        out["parameter wd_mult"] = tuple(p.wd_mult for p in self._params)
+        return out
+
+    def _settings_hash(self):
+        """A 62-bit digest of :meth:`_settings`, recomputed only when they changed."""
+        settings = self._settings()
+        if settings != self._config[0]:
+            digest = hashlib.blake2b(repr(sorted(settings.items())).encode(), digest_size=8).digest()
+            self._config = (settings, int.from_bytes(digest, "little") >> 2)
+        return self._config[1]
+
+    def _sync(self, active=True):
+        """The one small collective of every step (a max-allreduce of int64): freshness
+        of each gradient, and - as pairs ``(x, -x)`` whose maxima give max and min - the
+        step counter, the settings digest and the gradient rescale, so any difference
+        between processes shows up without another collective.  A process inside
+        :meth:`join` that ran out of data takes part with neutral values
+        (``active=False``)."""
+        t0 = time.perf_counter()
+        n = len(self._trainable)
+        buf = self._sync_buf
+        tail = 2 * n
+        if active:
+            self._steps += 1
+            flags = np.fromiter((self._params[k]._fresh for k in self._trainable), dtype=np.int64, count=n)
+            buf[:n] = flags
+            np.negative(flags, out=buf[n:tail])
+            rescale = int(np.float64(self.optimizer.rescale_grad).view(np.int64))
+            buf[tail:] = (1, int(self._ignore_hint), self._steps, -self._steps, 0, 0, rescale, -rescale)
+        else:
+            buf[:] = _NEUTRAL
+            buf[tail] = 0
+        digest = self._settings_hash() if self._checks else 0
+        buf[tail + 4], buf[tail + 5] = digest, -digest
+        self._context("step agreement")
+        self._sync_comm.allreduce(buf, op="max")
+        self.timings["sync"] += time.perf_counter() - t0
+        t = [int(v) for v in buf[tail:]]
+        any_active = t[0] == 1
+        if t[4] != -t[5] or (any_active and (t[2] != -t[3] or t[6] != -t[7])):
+            self._explain_mismatch(active)
+        result = _Sync()
+        result.any_active = any_active
+        result.ignore = bool(t[1] == 1)
+        result.rescale = float(np.int64(t[6]).view(np.float64)) if any_active else None
+        hi, lo = buf[:n], -buf[n:tail]
+        mixed = [self._params[k].name for k, a, b in zip(self._trainable, hi, lo) if a != b]
+        if mixed and any_active:
+            raise DistributedError("the gradient of %s was written on some processes but not on "
+                                   "others since the last step; every process must write the same "
+                                   "gradients" % ", ".join(repr(m) for m in mixed[:8]))
+        result.fresh = hi == 1
+        return result
+
+    def _explain_mismatch(self, active):
+        """The processes disagree: gather what each one has (the only extra collective,
+        on this path alone) and raise on every process, naming fields and values."""
+        mine = {"active": active, "settings": self._config[0],
+                "step": self._steps if active else None,
+                "batch_size": self._batch if active else None}
+        self._context("comparing settings")
+        every = self._sync_comm.allgather_object(mine)
+        live = [(r, e) for r, e in enumerate(every) if e["active"]]
+        problems = []
+        steps = {e["step"] for _, e in live}
+        if len(steps) > 1:
+            problems.append("step counter differs: %s (a process skipped a step, or stepped more "
+                            "often; use trainer.join() for uneven data)"
+                            % ", ".join("process %d at step %s" % (r, e["step"]) for r, e in live))
+        differ = _differences([e["settings"] for e in every])
+        if differ:
+            problems.append(differ)
+        batches = {repr(e["batch_size"]) for _, e in live}
+        if len(batches) > 1:
+            problems.append("batch_size differs: %s" % ", ".join(
+                "process %d: %r" % (r, e["batch_size"]) for r, e in live))
+        if not problems:
+            problems.append("the gradient rescale differs")
+        raise DistributedError("the processes disagree at step %d: %s" % (self._steps, "; ".join(problems)))
+
+    # ------------------------------------------------------------------ training
+    def step(self, batch_size, ignore_stale_grad=False):
+        """One step (see :meth:`Trainer.step`): agree (one small collective, which also
+        checks that every process has the same settings, batch size and step count),
+        reduce the gradients, update, and under ``shard_states`` gather the weights."""
+        self._set_rescale(batch_size)
+        self._ignore_hint = bool(ignore_stale_grad)
+        try:
+            self.allreduce_grads()
+        finally:
+            self._ignore_hint = False
+        self._update(ignore_stale_grad)
+
+    def _set_rescale(self, batch_size):
+        super()._set_rescale(batch_size)
+        self._batch = batch_size
+
     def allreduce_grads(self):
         """Sum the gradients over all processes (in place); under ``shard_states``,
-        reduce-scatter them: each process gets the sum of its own range."""
+        reduce-scatter them: each process gets the sum of its own range.
+
+        Starts the step with the agreement collective (see :meth:`step`); called alone,
+        before :meth:`update`, the batch size checked is the one of the previous step."""
         self._check_views()
+        if self._synced is None:
+            self._synced = self._sync(True)
+        self._reduce()
+
+    def _context(self, phase):
+        set_context = getattr(self._comm, "set_context", None)
+        if set_context is not None:
+            set_context(self._steps, phase)
+
+    def _reduce(self):
+        self._context("gradient reduction")
         t0 = time.perf_counter()
         if self._shard:
             for b in self._buckets:
@@ -821,25 +1399,48 @@ class DistributedTrainer(Trainer):
         self.timings["reduce"] += time.perf_counter() - t0
         self._reduced = True
 
-    def _global_fresh(self):
-        """Freshness of each trainable parameter, agreed by all processes."""
-        t0 = time.perf_counter()
-        params = self._params
-        flags = np.fromiter((params[k]._fresh for k in self._trainable), dtype=np.int32,
-                            count=len(self._trainable))
-        self._comm.allreduce(flags)
-        self.timings["sync"] += time.perf_counter() - t0
-        size = self._comm.size
-        mixed = [params[k].name for k, f in zip(self._trainable, flags) if 0 < f < size]
-        if mixed:
-            raise RuntimeError("the gradient of %s was written on some processes but not on others "
-                               "since the last step; every process must write the same gradients"
-                               % ", ".join(repr(n) for n in mixed[:8]))
-        return flags == size
+    @contextlib.contextmanager
+    def join(self):
+        """For uneven inputs: a process that leaves this context early (it ran out of
+        data) shadows the steps of the processes still inside - it takes part in their
+        collectives with zero gradients and applies the same update, so replicas and
+        shards stay consistent - until every process has left it::
+
+            with trainer.join():
+                for x, y in my_batches:            # not the same count everywhere
+                    write_gradients(params, x, y)
+                    trainer.step(global_batch_size)
+
+        Outside this context a process that skips a step or stops early is an error on
+        every process (step counters differ, or a process left the job)."""
+        yield self
+        self._shadow()
+
+    def _shadow(self):
+        while True:
+            sync = self._sync(active=False)
+            if not sync.any_active:
+                return
+            self._steps += 1
+            for b in self._buckets:
+                b.grad[...] = 0
+            self.optimizer.rescale_grad = sync.rescale
+            self._synced = sync
+            self._reduce()
+            self._update(sync.ignore)
 
     def _update(self, ignore_stale_grad):
+        try:
+            self._update_step(ignore_stale_grad)
+        finally:
+            self._context(None)
+
+    def _update_step(self, ignore_stale_grad):
         self._check_views()
-        fresh = self._global_fresh()
+        sync, self._synced = self._synced, None
+        if sync is None:
+            sync = self._sync(True)
+        fresh = sync.fresh
         params = self._params
         for k, f in zip(self._trainable, fresh):
             params[k]._fresh = bool(f)
@@ -876,6 +1477,7 @@ class DistributedTrainer(Trainer):
         t1 = time.perf_counter()
         self.timings["update"] += t1 - t0
         if indices:
+            self._context("weight gathering")
             for b in self._buckets:
                 self._comm.allgather(b.weight, b.counts)
         self.timings["gather"] += time.perf_counter() - t1
@@ -910,15 +1512,25 @@ class DistributedTrainer(Trainer):
         Without sharding, rank 0 writes ``fname`` exactly as :meth:`Trainer.save_states`.
         With sharding, every process writes ``<fname>.<rank>-of-<size>`` and then rank 0
         writes the manifest ``fname``; all files are written atomically and every process
-        raises if any of them failed.
+        raises if any of them failed.  The manifest's rename is the moment the new
+        checkpoint replaces the old one; rank 0 then deletes the shards an earlier save
+        under this name left for another number of processes (``<fname>.<k>-of-<M>``).
         """
         fname = os.fspath(fname)
         comm = self._comm
+        self._context("saving %s" % os.path.basename(fname))
+        try:
+            self._save(fname, comm)
+        finally:
+            self._context(None)
+
+    def _save(self, fname, comm):
         if not self._shard:
             error = None
             if comm.rank == self._root:
                 try:
                     _atomic_write(fname, self._updater_bytes(self._updater))
+                    _remove_stale_shards(fname, None)
                 except Exception as exc:    # reported on every process below
                     error = "%s: %s" % (type(exc).__name__, exc)
             self._agree(error, "saving %s" % fname)
@@ -945,6 +1557,7 @@ class DistributedTrainer(Trainer):
                             "layout": json.dumps(layout),
                             "shards": [os.path.basename(s) for s in shards]}
                 _atomic_write(fname, _state_io.dumps(MANIFEST_KIND, manifest))
+                _remove_stale_shards(fname, comm.size)
             except Exception as exc:
                 error = "%s: %s" % (type(exc).__name__, exc)
         self._agree(error, "writing the manifest %s" % fname)
@@ -1115,8 +1728,52 @@ def _new_timings():
     return {"steps": 0, "reduce": 0.0, "sync": 0.0, "update": 0.0, "norms": 0.0, "gather": 0.0}
 
 
+#: the neutral contribution to a max-allreduce
+_NEUTRAL = np.iinfo(np.int64).min
+
+
+class _Sync:
+    """What the processes agreed on at the start of a step."""
+
+    __slots__ = ("any_active", "ignore", "rescale", "fresh")
+
+
+def _is_scalar(value):
+    return value is None or isinstance(value, (bool, int, float, str, np.generic))
+
+
+def _differences(settings):
+    """``'learning_rate differs: process 0: 0.1, process 1: 0.2; ...'`` for the fields of
+    the per-process dicts ``settings`` that are not equal everywhere ('' if none)."""
+    keys = []
+    for s in settings:
+        for key in s or {}:
+            if key not in keys:
+                keys.append(key)
+    out = []
+    for key in keys:
+        values = [(s or {}).get(key, "<missing>") for s in settings]
+        if any(repr(v) != repr(values[0]) for v in values[1:]):
+            shown = [repr(v) if len(repr(v)) <= 80 else repr(v)[:77] + "..." for v in values]
+            out.append("%s differs: %s" % (key, ", ".join("process %d: %s" % rv for rv in enumerate(shown))))
+    return "; ".join(out)
+
+
 def _shard_name(fname, rank, size):
     return "%s.%d-of-%d" % (fname, rank, size)
+
+
+def _remove_stale_shards(fname, size):
+    """Delete ``<fname>.<k>-of-<M>`` for every ``M != size`` (all of them for None)."""
+    folder, base = os.path.split(os.path.abspath(fname))
+    pattern = re.compile(re.escape(base) + r"\.(\d+)-of-(\d+)\Z")
+    for entry in os.listdir(folder):
+        match = pattern.match(entry)
+        if match and (size is None or int(match.group(2)) != size):
+            try:
+                os.remove(os.path.join(folder, entry))
+            except FileNotFoundError:
+                pass
 
 
 def _template(optimizer, index, piece):

@@ -3,14 +3,19 @@ sharded states), sharded checkpoints, ``train --distributed``.
 
 In-process tests use SingleProcessCommunicator and ThreadCommunicator (below: N "processes"
 as threads of this process, summing in rank order), so layouts with 3 processes and
-re-sharding are covered without MPI.  The MPI tests launch ``tests/dist_worker.py`` once
-under ``mpiexec -n 2`` and read one PASS/FAIL line per check.
+re-sharding are covered without MPI.  The MPI tests launch ``tests/dist_worker.py`` under
+``mpiexec -n 2``, ``-n 3`` and ``-n 4`` and read one PASS/FAIL line per check, and the
+faulty jobs of ``tests/dist_faults.py`` (a collective deadline of 10 s), each in its own
+session, killed in the end, and checked for processes left behind.
 """
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -64,10 +69,12 @@ class ThreadCommunicator(distributed.Communicator):
         return acc
 
     def allreduce(self, arrays, op="sum"):
-        assert op == "sum"
         for a in distributed._array_list(arrays):
             parts = self._exchange(a.copy())
-            a[...] = self._sum(parts, a.dtype).reshape(a.shape)
+            if op == "sum":
+                a[...] = self._sum(parts, a.dtype).reshape(a.shape)
+            else:
+                a[...] = (np.maximum if op == "max" else np.minimum).reduce(parts)
 
     def reduce_scatter(self, send, recv, counts):
         parts = self._exchange(send.copy())
@@ -233,10 +240,10 @@ def test_partition_errors():
         distributed._partition_for(mxo.optimizer.create("adam"), "rows")
 
 
-def test_layerwise_partition_follows_the_norm_hook():
-    opt = mxo.optimizer.create("lamb")
-    want = "elements" if distributed.norm_hook_available() else "params"
-    assert distributed._partition_for(opt, "auto") == want
+def test_layerwise_rules_are_cut_at_elements():
+    # launch_sums passes the pieces' partial sums through opt.norm_reducer
+    for name in ("lamb", "lars", "lans", "lbsgd"):
+        assert distributed._partition_for(mxo.optimizer.create(name), "auto") == "elements"
 
 
 def test_user_rule_declares_elementwise():
@@ -476,6 +483,73 @@ def _mpi_env():
     return env
 
 
+class Launch:
+    """An MPI job started in its own session; ``finish()`` waits at most ``limit``
+    seconds, then kills the session, and records the processes of the job still alive
+    (found by a marker in their environment) in ``left`` before killing those too."""
+
+    def __init__(self, n, args, deadline, limit, python_args=()):
+        self.marker = uuid.uuid4().hex
+        env = _mpi_env()
+        env.update({"MXOPT_DIST_TIMEOUT": str(deadline), "MXOPT_TEST_JOB": self.marker})
+        self.limit = limit
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([str(MPIEXEC), "-n", str(n), sys.executable, *python_args, *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                     start_new_session=True)
+
+    def finish(self):
+        try:
+            remaining = max(1.0, self.limit - (time.monotonic() - self.started))
+            self.stdout, self.stderr = self.proc.communicate(timeout=remaining)
+            self.returncode = self.proc.returncode
+        except subprocess.TimeoutExpired:
+            self.returncode = None              # still running at the limit
+            self.stdout = self.stderr = ""
+        finally:
+            # the launcher has exited (or hit the limit): its processes may take a
+            # moment to go, but none may stay
+            until = time.monotonic() + 5.0
+            self.left = _job_processes(self.marker)
+            while self.left and time.monotonic() < until:
+                time.sleep(0.1)
+                self.left = _job_processes(self.marker)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            if self.returncode is None:
+                self.stdout, self.stderr = self.proc.communicate()
+            for pid in self.left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        return self
+
+
+def launch(n, args, deadline, limit, python_args=()):
+    return Launch(n, args, deadline, limit, python_args).finish()
+
+
+def _job_processes(marker):
+    """Pids of live processes whose environment holds ``MXOPT_TEST_JOB=marker``."""
+    needle = ("MXOPT_TEST_JOB=%s" % marker).encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % entry, "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    with open("/proc/%s/stat" % entry) as g:
+                        if g.read().rsplit(")", 1)[1].split()[0] != "Z":
+                            found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
 def _need_mpi():
     pytest.importorskip("mpi4py")
     if not MPIEXEC.exists():
@@ -483,19 +557,26 @@ def _need_mpi():
 
 
 @pytest.fixture(scope="module")
-def mpi_report(tmp_path_factory):
+def worker_folder(tmp_path_factory):
+    """One folder for the worker runs at every size, so each run finds the shards of
+    the one before (saved for another number of processes) under its names."""
+    return tmp_path_factory.mktemp("mpi")
+
+
+@pytest.fixture(scope="module", params=[2, 3, 4])
+def mpi_report(request, worker_folder):
     _need_mpi()
-    tmp = tmp_path_factory.mktemp("mpi")
-    out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, str(HERE / "dist_worker.py"), str(tmp)],
-                         capture_output=True, text=True, timeout=120, env=_mpi_env())
-    assert "DONE" in out.stdout, "worker failed (rc %d)\n%s\n%s" % (out.returncode, out.stdout,
-                                                                     out.stderr[-4000:])
+    out = launch(request.param, [str(HERE / "dist_worker.py"), str(worker_folder)], deadline=60, limit=240)
+    assert "DONE" in out.stdout, "worker failed at %d processes (rc %s)\n%s\n%s" % (
+        request.param, out.returncode, out.stdout, out.stderr[-4000:])
+    assert not out.left, out.left
     return out
 
 
 MPI_CHECKS = ["collectives", "elementwise_bitwise", "float64_and_mixed_dtypes", "multi_precision",
               "layerwise_params", "layerwise_elements", "broadcast_and_random_sync", "memory_halved",
-              "stale_gradients", "checkpoint_same_n", "checkpoint_other_n", "checkpoint_errors"]
+              "stale_gradients", "checkpoint_same_n", "checkpoint_other_n", "checkpoint_errors",
+              "checkpoint_stale_shards"]
 
 
 @pytest.mark.parametrize("check", MPI_CHECKS)
@@ -515,7 +596,7 @@ def test_train_distributed_cli():
     pytest.importorskip("sklearn")
     args = ["train", "--epochs", "2", "--no-progress", "--optimizer", "adam", "--lr", "0.003"]
     out = subprocess.run([str(MPIEXEC), "-n", "2", sys.executable, "-m", "mxopt_numba", *args,
-                          "--distributed", "--shard-states"],
+                          "--distributed", "--shard-states", "--timeout", "60"],
                          capture_output=True, text=True, timeout=120, env=_mpi_env())
     assert out.returncode == 0, out.stderr[-4000:]
     assert "distributed: 2 processes" in out.stdout and "optimizer state sharded" in out.stdout
@@ -532,3 +613,248 @@ def test_train_shard_states_needs_distributed(capsys):
     from mxopt_numba import __main__ as cli
     assert cli.main(["train", "--shard-states", "--epochs", "1"]) == 2
     assert "--shard-states needs --distributed" in capsys.readouterr().err
+    assert cli.main(["train", "--timeout", "5", "--epochs", "1"]) == 2
+    assert "--timeout needs --distributed" in capsys.readouterr().err
+
+
+def test_timeout_setting(monkeypatch):
+    monkeypatch.delenv("MXOPT_DIST_TIMEOUT", raising=False)
+    assert distributed._resolve_timeout(None) == 300.0
+    assert distributed._resolve_timeout(2) == 2.0
+    monkeypatch.setenv("MXOPT_DIST_TIMEOUT", "12.5")
+    assert distributed._resolve_timeout(None) == 12.5
+    monkeypatch.setenv("MXOPT_DIST_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="MXOPT_DIST_TIMEOUT must be a number of seconds, got 'soon'"):
+        distributed._resolve_timeout(None)
+    for bad in (0, -1, float("nan"), True, "5"):
+        with pytest.raises(ValueError, match="timeout must be a positive number of seconds"):
+            distributed._resolve_timeout(bad)
+    with pytest.raises(ValueError, match="timeout must be a positive"):
+        distributed.DistributedTrainer(make_params(), "sgd", communicator=SINGLE, timeout=0)
+
+
+def test_join_on_threads_matches_the_summed_reference():
+    """Rank 1 runs out of data after 2 of 4 steps; inside join() it shadows the last two:
+    every rank ends with the weights of one Trainer fed the sum of the gradients of the
+    ranks that still had data (3 thread-ranks, sums in rank order: bitwise)."""
+    size, steps = 3, 4
+    rng = np.random.default_rng(11)
+    grads = [[[rng.standard_normal(s).astype(np.float32) for _, s in SHAPES] for _ in range(steps)]
+             for _ in range(size)]
+    mine = {0: steps, 1: 2, 2: steps}
+    ref = make_params()
+    trainer = mxo.Trainer(ref, "adam", {"wd": 0.01})
+    for k in range(steps):
+        for j, p in enumerate(ref):
+            acc = None
+            for r in range(size):
+                if k < mine[r]:
+                    acc = grads[r][k][j] if acc is None else acc + grads[r][k][j]
+            # a shadowing rank adds zeros, which leaves the rank-order sum unchanged
+            p.grad[...] = acc
+        trainer.step(6)
+
+    def rank_fn(comm):
+        params = make_params(seed=comm.rank)
+        t = distributed.DistributedTrainer(params, "adam", {"wd": 0.01}, communicator=comm,
+                                           shard_states=True)
+        with t.join():
+            for k in range(mine[comm.rank]):
+                for p, g in zip(params, grads[comm.rank][k]):
+                    p.grad[...] = g
+                t.step(6)
+        return [p.data.copy() for p in params]
+    results = run_ranks(size, rank_fn)
+    for got in results:
+        assert_bitwise(got, [p.data for p in ref])
+
+
+def test_skipped_step_without_join_is_refused_on_every_rank():
+    """Steps counted differently (a rank called step() twice for one batch of the
+    others): the agreement names the step counters, on every rank."""
+    def rank_fn(comm):
+        params = make_params()
+        t = distributed.DistributedTrainer(params, "sgd", communicator=comm)
+        for p in params:
+            p.grad[...] = 1.0
+        t.step(2)
+        if comm.rank == 1:
+            t._steps += 1           # as if it had stepped once alone
+        for p in params:
+            p.grad[...] = 1.0
+        try:
+            t.step(2)
+        except distributed.DistributedError as exc:
+            return str(exc)
+        return None
+    for text in run_ranks(2, rank_fn):
+        assert text and "step counter differs: process 0 at step 2, process 1 at step 3" in text, text
+
+
+# ---------------------------------------------------------------------- faults (mpiexec -n 2, 3)
+
+#: the collective deadline of the faulty jobs (MXOPT_DIST_TIMEOUT)
+DEADLINE = 10
+#: what a job may take beyond the deadline: starting 2-3 interpreters that import numba on
+#: a busy 2-core machine, the peers' answers, the abort
+MARGIN = 20
+FAULTS = ["exception", "exit", "stall", "uneven", "skip", "exception_sharded", "skip_sharded",
+          "extra_collective", "kill"]
+SIZES = [2, 3]
+
+
+@pytest.fixture(scope="module")
+def fault_runs():
+    """Every faulty job at 2 and 3 processes: the stalled ones start first and wait out
+    their deadline while the others run one after the other."""
+    _need_mpi()
+    jobs = {}
+    script = str(HERE / "dist_faults.py")
+    try:
+        for n in SIZES:
+            for name in ("stall", "other_collective"):
+                jobs[name, n] = Launch(n, [script, name], DEADLINE, DEADLINE + MARGIN + 30)
+        for name in FAULTS:
+            for n in SIZES:
+                if name not in ("stall", "other_collective"):
+                    jobs[name, n] = Launch(n, [script, name], DEADLINE, DEADLINE + MARGIN).finish()
+        jobs["mpi4py", 2] = Launch(2, [script, "exception"], DEADLINE, DEADLINE + MARGIN,
+                                   python_args=("-m", "mpi4py")).finish()
+    finally:
+        for job in jobs.values():
+            if not hasattr(job, "left"):
+                job.finish()
+    return jobs
+
+
+def _lines(text, pattern):
+    return re.findall(pattern, text, flags=re.M)
+
+
+def _ended_with_error(job, what):
+    assert job.returncode is not None, "%s: still running after %d s\n%s" % (what, job.limit, job.stderr[-3000:])
+    assert job.returncode != 0, "%s: exit status 0\n%s" % (what, job.stderr[-3000:])
+    assert not job.left, "%s: processes left behind: %s" % (what, job.left)
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name", ["exception", "exception_sharded"])
+def test_uncaught_exception_aborts_the_job(fault_runs, name, n):
+    job = fault_runs[name, n]
+    _ended_with_error(job, name)
+    assert "Traceback" in job.stderr and "ValueError: could not broadcast" in job.stderr
+    # the others were waiting in step 5's agreement: one line each naming the faulty rank
+    named = _lines(job.stderr, r"^mxopt_numba\.distributed \[rank (\d)\]: process %d failed .*ValueError" % (n - 1))
+    assert named and set(named) <= {str(r) for r in range(n - 1)}, job.stderr[-3000:]
+    assert "step 4" in job.stdout
+
+
+def test_exception_under_python_m_mpi4py(fault_runs):
+    """mpi4py's own excepthook (which aborts) is chained: the job still ends."""
+    job = fault_runs["mpi4py", 2]
+    _ended_with_error(job, "python -m mpi4py")
+    assert "ValueError: could not broadcast" in job.stderr
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_sys_exit_on_one_rank_aborts_the_job(fault_runs, n):
+    job = fault_runs["exit", n]
+    _ended_with_error(job, "exit")
+    assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job .* while this "
+                              r"process waits for it in step agreement \(allreduce\) of step 5" % (n - 1)), \
+        job.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_killed_rank_ends_the_job(fault_runs, n):
+    """SIGKILL: the launcher itself ends the job (nothing of ours runs in that process)."""
+    _ended_with_error(fault_runs["kill", n], "kill")
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_stalled_rank_times_out_everywhere(fault_runs, n):
+    job = fault_runs["stall", n]
+    _ended_with_error(job, "stall")
+    errors = _lines(job.stderr, r"^mxopt_numba\.distributed\.DistributedTimeoutError: (.*)$")
+    assert len(errors) == n - 1, job.stderr[-3000:]           # every live rank raises
+    for text in errors:
+        assert text.startswith("step agreement (allreduce) of step 5 did not complete within %d s" % DEADLINE)
+        assert "process(es) %d did not arrive (process %d did not answer)" % (n - 1, n - 1) in text
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_rank_in_another_collective_is_named(fault_runs, n):
+    """The faulty rank calls a barrier the others never call while they wait in step
+    5's agreement (its own channel, so the two never pair): at the deadline each side
+    names the other and where it is."""
+    job = fault_runs["other_collective", n]
+    _ended_with_error(job, "other_collective")
+    errors = _lines(job.stderr, r"^mxopt_numba\.distributed\.DistributedTimeoutError: (.*)$")
+    assert len(errors) == n, job.stderr[-3000:]
+    waiting = [e for e in errors if e.startswith("step agreement (allreduce) of step 5")]
+    assert len(waiting) == n - 1, errors
+    for text in waiting:
+        assert "process(es) %d did not arrive (process %d is in barrier of step 4)" % (n - 1, n - 1) in text
+    lone = [e for e in errors if e.startswith("barrier of step 4")]
+    assert len(lone) == 1 and "did not arrive" in lone[0] and "step agreement (allreduce) of step 5" in lone[0]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_collective_after_a_rank_left_is_an_error(fault_runs, n):
+    """All ranks take the 10 steps; the faulty one exits, the others call one more
+    collective: they report that it left instead of waiting for the deadline."""
+    job = fault_runs["extra_collective", n]
+    _ended_with_error(job, "extra_collective")
+    assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job .*barrier"
+                  % (n - 1)), job.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("name", ["uneven", "skip", "skip_sharded"])
+def test_fewer_steps_on_one_rank_is_an_error(fault_runs, name, n):
+    """One rank takes 9 steps (out of data, or it skipped one), the others 10."""
+    job = fault_runs[name, n]
+    _ended_with_error(job, name)
+    assert _lines(job.stderr, r"^mxopt_numba\.distributed \[rank \d\]: process %d left the job \(exited after "
+                              r"\d+ collectives, its last step 9\) while this process waits for it in step "
+                              r"agreement \(allreduce\) of step 10" % (n - 1)), job.stderr[-3000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("shard", [False, True])
+def test_join_handles_uneven_inputs(n, shard):
+    """Inside join() the rank with 9 batches shadows the 10th step of the others: the
+    job ends cleanly, every replica holds the same weights, and they are those of a
+    single process fed, at every step, the sum of the gradients of the ranks that
+    still had data."""
+    _need_mpi()
+    job = launch(n, [str(HERE / "dist_faults.py"), "join_sharded" if shard else "join"], DEADLINE,
+                 DEADLINE + MARGIN)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert not job.left
+    assert sorted(_lines(job.stdout, r"^finished (\d+) steps$")) == ["10"] * (n - 1) + ["9"]
+    assert len(_lines(job.stdout, r"^joined run matches the reference$")) == n, job.stdout[-2000:]
+
+
+@pytest.mark.parametrize("n", SIZES)
+def test_settings_mismatch_is_named_on_every_rank(n):
+    """learning_rate, beta1, wd, clip_gradient, rescale_grad differing at construction,
+    and learning_rate, beta1, wd, clip_gradient, lr_mult, wd_mult and the batch size
+    changed on one rank during the run: an error on every rank naming the field and
+    the values, and the refused step changes no weight."""
+    _need_mpi()
+    job = launch(n, [str(HERE / "dist_faults.py"), "mismatch"], DEADLINE, DEADLINE + MARGIN + 20)
+    assert job.returncode == 0 and not job.left, job.stderr[-3000:]
+    assert len(_lines(job.stdout, r"^DONE$")) == n, job.stdout[-3000:]
+    assert not _lines(job.stdout, r"^FAIL"), job.stdout
+    import dist_faults
+    expected = [f + " (construction)" for f, _, kw in dist_faults.MISMATCHES if kw is not None] + \
+               [f + " (during the run)" for f, change, _ in dist_faults.MISMATCHES if change is not None]
+    assert {"learning_rate", "beta1", "wd", "clip_gradient", "rescale_grad", "batch_size"} <= \
+        {f for f, _, _ in dist_faults.MISMATCHES}
+    for what in expected:
+        for rank in range(n):
+            line = _lines(job.stdout, r"^PASS %s \[rank %d\]: (.*)$" % (re.escape(what), rank))
+            assert line, (what, rank, job.stdout[-3000:])
+            field = what.split(" (")[0]
+            assert re.search(r"%s differs: process 0: .*, process %d: " % (re.escape(field), n - 1), line[0]), line
