@@ -103,7 +103,6 @@ class Updater:
         self.optimizer = optimizer
         self.states = {}
         self.states_synced = {}
-        self._chunks = _plan.PlanCache()
 
     @property
     def states(self):
@@ -115,6 +114,7 @@ class Updater:
             raise TypeError("Updater.states must be a dict of index -> state, got %s" % type(value).__name__)
         self._states = _StateTable(value)
         self._chunks = _plan.PlanCache()
+        self._last = None       # (indices, aggregate_num, class, key, entry) of the last call
 
     @property
     def aggregate_updates(self):
@@ -132,8 +132,12 @@ class Updater:
             indices, grads, weights = [index], [grad], [weight]
         opt = self.optimizer
         opt._set_current_device(0)
-        key = (tuple(indices), opt.aggregate_num, type(opt))
-        entry = self._chunks.get(key)
+        last = self._last
+        if last is not None and last[0] == indices and last[1] == opt.aggregate_num and last[2] is type(opt):
+            key, entry = last[3], last[4]       # a training loop: the same indices as last time
+        else:
+            key = (tuple(indices), opt.aggregate_num, type(opt))
+            entry = self._chunks.get(key)
         new = entry is None or entry.version != self._states.version or not _headers.holds(weights, entry.weight_ids)
         if new:
             indices = [i.decode() if isinstance(i, bytes) else i for i in indices]
@@ -158,6 +162,7 @@ class Updater:
         if new:      # cached once its plans exist, so the cache counts their bytes
             entry.nbytes = 256 + 120 * len(indices) + sum(c.plan.nbytes for c in entry.chunks if c.plan is not None)
             self._chunks.put(key, entry)
+        self._last = (indices, opt.aggregate_num, type(opt), key, entry)
 
     def _new_entry(self, indices, weights):
         _plan.check_unique(tuple(indices))
