@@ -22,7 +22,7 @@ stays on its two instructions and never reaches the update arithmetic around it.
 import numpy as np
 from numba import njit, prange
 
-from ._common import cpu_kernel, load, master_view, store, view
+from ._common import cpu_kernel, load, master_view, scalar_rule, store, view
 
 
 # --------------------------------------------------------------------------- building blocks
@@ -77,31 +77,25 @@ def multi_sum_sq_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, st
     return tensor_sums(blocks, partials, ptrs.shape[0])
 
 
+
 # --------------------------------------------------------------------------- global-norm clipping
-# Table column 0 holds each array (mxopt_numba.utils.clip_global_norm).
+# mxopt_numba.utils.clip_global_norm: the norm comes from multi_sum_sq_cpu (each array as
+# both the weight and the gradient column: the second read of an element hits the cache),
+# the scaling from multi_scale_cpu.
 
-@cpu_kernel
-def sum_sq_cpu(blocks, ptrs, fmt):
-    """``sums[t, 0] = sum(x**2)`` for every array ``t`` of the table, in float64 (the same
-    two stages, so an array's sum does not depend on the arrays beside it)."""
-    n_blocks = blocks.shape[0]
-    partials = np.empty((n_blocks, 1), dtype=np.float64)
-    for b in prange(n_blocks):
-        t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
-        x = view(ptrs, t, 0, start, n, fmt)
-        s = 0.0
-        for i in range(n):
-            s = add_square(s, load(x, i))
-        partials[b, 0] = s
-    return tensor_sums(blocks, partials, ptrs.shape[0])
+@scalar_rule
+def scale_step(x, factor):
+    """One element scaled by a global-norm clipping factor (in the compute type)."""
+    return x * factor
 
 
 @cpu_kernel
-def scale_cpu(blocks, ptrs, fmt, factor):
-    """``x *= factor`` for every array of the table: the product in the compute type of
-    ``factor``, rounded once to the storage type."""
+def multi_scale_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt):
+    """``w *= lrs[t]`` for every array ``t`` of the table (column 0), the product in the
+    compute type, rounded once to the storage type."""
     for b in prange(blocks.shape[0]):
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
-        x = view(ptrs, t, 0, start, n, fmt)
+        w = view(ptrs, t, 0, start, n, w_fmt)
+        factor = lrs[t]
         for i in range(n):
-            store(x, i, load(x, i) * factor)
+            store(w, i, scale_step(load(w, i), factor))

@@ -58,9 +58,11 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
     groups = _groups(arrays)
     total = 0.0
     for dtype, members in groups:
-        blocks, ptrs, n_elements = _table(members)
-        sums = launch.run(_norm_kernels.sum_sq_cpu, n_elements, blocks, ptrs, launch.storage_format(dtype))
-        total += float(np.sum(sums[:, 0]))
+        blocks, ptrs, n_elements, fmt, ct, n = _table(members, dtype)
+        # each array is the 'weight' and the 'gradient' of the table (grad_scale 1)
+        sums = launch.run(_norm_kernels.multi_sum_sq_cpu, n_elements, blocks, ptrs, np.zeros(n, ct),
+                          np.zeros(n, ct), np.zeros((n, 1), ct), fmt, fmt, None, fmt, ct(1.0))
+        total += float(np.sum(sums[:, 1]))
     norm = math.sqrt(total)
     if not math.isfinite(norm):
         if check_isfinite:
@@ -70,9 +72,9 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
     if norm > max_norm:
         scale = float(max_norm) / (norm + _EPS)
         for dtype, members in groups:
-            blocks, ptrs, n_elements = _table(members)
-            launch.run(_norm_kernels.scale_cpu, n_elements, blocks, ptrs, launch.storage_format(dtype),
-                       launch.compute_dtype(dtype)(scale))
+            blocks, ptrs, n_elements, fmt, ct, n = _table(members, dtype)
+            launch.run(_norm_kernels.multi_scale_cpu, n_elements, blocks, ptrs, np.full(n, scale, ct),
+                       np.zeros(n, ct), np.zeros((n, 1), ct), fmt, fmt, None, fmt)
     return norm
 
 
@@ -94,10 +96,12 @@ def _groups(arrays):
     return list(by_dtype.items())
 
 
-def _table(members):
-    ptrs = np.array([[launch.address(a)] for a in members], dtype=np.int64).reshape(len(members), 1)
+def _table(members, dtype):
+    """The kernels' address table: columns weight, gradient, master, all the array itself."""
+    ptrs = np.array([[launch.address(a)] * 3 for a in members], dtype=np.int64).reshape(len(members), 3)
     sizes = [a.size for a in members]
-    return launch.block_table(sizes), ptrs, int(sum(sizes))
+    return (launch.block_table(sizes), ptrs, int(sum(sizes)), launch.storage_format(dtype),
+            launch.compute_dtype(dtype), len(members))
 
 
 __dir__ = _namespace.public_dir(__name__)
