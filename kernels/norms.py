@@ -77,23 +77,25 @@ def multi_sum_sq_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, st
     return tensor_sums(blocks, partials, ptrs.shape[0])
 
 
+
 # --------------------------------------------------------------------------- global-norm clipping
-# The norm is ``multi_sum_sq_cpu`` over a table whose weight and gradient columns both hold
-# the arrays; the scaling below multiplies column 0 of each row by ``lrs[t]``.
+# mxopt_numba.utils.clip_global_norm: the norm comes from multi_sum_sq_cpu (each array as
+# both the weight and the gradient column: the second read of an element hits the cache),
+# the scaling from multi_scale_cpu.
 
 @scalar_rule
-def scaled(x, factor):
-    """``x * factor`` in the compute type (rounded once when stored)."""
+def scale_step(x, factor):
+    """One element scaled by a global-norm clipping factor (in the compute type)."""
     return x * factor
 
 
 @cpu_kernel
 def multi_scale_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt):
-    """``x *= lrs[t]`` for the array ``x`` in column 0 of every row ``t`` of the table
-    (``mxopt_numba.utils.clip_global_norm``)."""
+    """``w *= lrs[t]`` for every array ``t`` of the table (column 0), the product in the
+    compute type, rounded once to the storage type."""
     for b in prange(blocks.shape[0]):
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
-        x = view(ptrs, t, 0, start, n, w_fmt)
+        w = view(ptrs, t, 0, start, n, w_fmt)
         factor = lrs[t]
         for i in range(n):
-            store(x, i, scaled(load(x, i), factor))
+            store(w, i, scale_step(load(w, i), factor))

@@ -59,13 +59,11 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
     groups = _groups(arrays)
     total = 0.0
     for dtype, members in groups:
-        blocks, ptrs, n_elements = _table(members)
-        fmt = launch.storage_format(dtype)
-        ct = launch.compute_dtype(dtype)
-        per_array = np.zeros(len(members), dtype=ct)
-        sums = launch.run(_norm_kernels.multi_sum_sq_cpu, n_elements, blocks, ptrs, per_array, per_array,
-                          np.zeros((len(members), 1), dtype=ct), fmt, fmt, None, fmt, ct(0.0))
-        total += float(np.sum(sums[:, 0]))
+        blocks, ptrs, n_elements, fmt, ct, n = _table(members, dtype)
+        # each array is the 'weight' and the 'gradient' of the table (grad_scale 1)
+        sums = launch.run(_norm_kernels.multi_sum_sq_cpu, n_elements, blocks, ptrs, np.zeros(n, ct),
+                          np.zeros(n, ct), np.zeros((n, 1), ct), fmt, fmt, None, fmt, ct(1.0))
+        total += float(np.sum(sums[:, 1]))
     norm = math.sqrt(total)
     if not math.isfinite(norm):
         if check_isfinite:
@@ -75,12 +73,9 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
     if norm > max_norm:
         scale = float(max_norm) / (norm + _EPS)
         for dtype, members in groups:
-            blocks, ptrs, n_elements = _table(members)
-            fmt = launch.storage_format(dtype)
-            ct = launch.compute_dtype(dtype)
-            factors = np.full(len(members), scale, dtype=ct)
-            launch.run(_norm_kernels.multi_scale_cpu, n_elements, blocks, ptrs, factors, factors,
-                       np.zeros((len(members), 1), dtype=ct), fmt, fmt, None, fmt)
+            blocks, ptrs, n_elements, fmt, ct, n = _table(members, dtype)
+            launch.run(_norm_kernels.multi_scale_cpu, n_elements, blocks, ptrs, np.full(n, scale, ct),
+                       np.zeros(n, ct), np.zeros((n, 1), ct), fmt, fmt, None, fmt)
     return norm
 
 
@@ -107,12 +102,12 @@ def _groups(arrays):
     return list(by_dtype.items())
 
 
-def _table(members):
-    """The kernels' tables: each array fills the weight, gradient and master columns (the
-    sum of squares reads the first two; the scaling writes the first)."""
-    ptrs = np.repeat(np.array([launch.address(a) for a in members], dtype=np.int64)[:, None], 3, axis=1)
+def _table(members, dtype):
+    """The kernels' address table: columns weight, gradient, master, all the array itself."""
+    ptrs = np.array([[launch.address(a)] * 3 for a in members], dtype=np.int64).reshape(len(members), 3)
     sizes = [a.size for a in members]
-    return launch.block_table(sizes), ptrs, int(sum(sizes))
+    return (launch.block_table(sizes), ptrs, int(sum(sizes)), launch.storage_format(dtype),
+            launch.compute_dtype(dtype), len(members))
 
 
 __dir__ = _namespace.public_dir(__name__)

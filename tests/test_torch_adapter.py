@@ -451,3 +451,13 @@ def test_one_launch_per_step_for_the_whole_model(monkeypatch):
         model(torch.randn(2, 4)).sum().backward()
         opt.step()
     assert len(calls) == 2                               # 20 tensors, one launch per step
+
+
+def test_public_methods_are_annotated():
+    import inspect
+    for fn in (mxt.Optimizer.__init__, mxt.Optimizer.step, mxt.Optimizer.zero_grad, mxt.Optimizer.state_dict,
+               mxt.Optimizer.load_state_dict, mxt.Optimizer.add_param_group):
+        sig = inspect.signature(fn)
+        assert sig.return_annotation is not inspect.Signature.empty, fn.__qualname__
+        assert all(p.annotation is not inspect.Parameter.empty
+                   for name, p in sig.parameters.items() if name != "self"), fn.__qualname__

@@ -9,9 +9,9 @@ GPU and CPU sums agree to rounding, not bit for bit.
 """
 from numba import cuda
 
-from ..norms import add_square, scaled
-from ._common import (MAX_THREADS, block_sum_pair, float64, gpu_kernel, gpu_reduction, load, master_view, store,
-                      view)
+from ..norms import add_square, scale_step
+from ._common import (MAX_THREADS, block_sum_pair, float64, gpu_kernel, gpu_reduction, load, master_view,
+                      store, view)
 
 
 @gpu_reduction
@@ -34,10 +34,9 @@ def multi_sum_sq_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, st
 
 @gpu_kernel
 def multi_scale_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt):
-    """``x *= lrs[t]`` for the array in column 0 of every table row."""
     for b in range(cuda.blockIdx.x, blocks.shape[0], cuda.gridDim.x):
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
-        x = view(ptrs, t, 0, start, n, w_fmt)
+        w = view(ptrs, t, 0, start, n, w_fmt)
         factor = lrs[t]
         for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
-            store(x, i, scaled(load(x, i), factor))
+            store(w, i, scale_step(load(w, i), factor))
