@@ -306,3 +306,14 @@ def rounding_bits_np(size, step, pkey, seed):
     """What :func:`rounding_bits` gives for elements ``0 .. size-1`` of one tensor."""
     words = quad_draw_np(size, ROUNDING_STREAM, step, pkey, seed)
     return (np.stack(words, axis=1).ravel()[:size] & _MASK16)
+
+
+def rounding_bits_at_np(positions, step, pkey, seed):
+    """What :func:`rounding_bits` gives for the elements at ``positions`` of one tensor."""
+    pos = np.asarray(positions, dtype=np.uint64)
+    quad = pos >> _U64(2)
+    c1 = ((quad >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
+    seed = int(seed) & ((1 << 64) - 1)
+    words = philox4x32_np(quad & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
+                          seed & 0xFFFFFFFF, seed >> 32)
+    return np.choose((pos & _U64(3)).astype(np.intp), words) & _MASK16

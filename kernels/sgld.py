@@ -18,7 +18,7 @@ and the 64-bit seed arrives as four 16-bit scalars (every piece is exact in floa
 import numpy as np
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, master_view, scalar_rule, store_weight, view
+from ._common import coupled_grad, cpu_kernel, load, master_slice, master_view, scalar_rule, store_weight, view
 from .counter_rng import NOISE_STREAM, normal_quad, standard_normal, word_from_halves
 
 #: elements whose normals are generated ahead of their update (a multiple of 4; the
@@ -68,7 +68,7 @@ def multi_sgld_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
                 buf[4 * j], buf[4 * j + 1], buf[4 * j + 2], buf[4 * j + 3] = normal_quad(
                     q0 + j, NOISE_STREAM, step, key, k0, k1)
             lo = head + c
-            wc, gc, mc = w[lo:lo + m], g[lo:lo + m], w32[lo:lo + m]
+            wc, gc, mc = w[lo:lo + m], g[lo:lo + m], master_slice(w32, lo, lo + m)
             for r in range(m):
                 new_w = sgld_step(load(mc, r), load(gc, r), buf[r], sqrt_lr, half_lr, wd, rescale, clip)
                 store_weight(wc, mc, r, new_w, master_fmt)

@@ -47,8 +47,12 @@ def add_arguments(p):
                         "'warmup_steps=50'")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="storage type of weights and gradients (default: float32)")
-    p.add_argument("--multi-precision", action="store_true",
-                   help="keep a float32 master copy of float16/bfloat16 weights")
+    p.add_argument("--multi-precision", nargs="?", const="master", default=None,
+                   choices=["master", "kahan", "stochastic"],
+                   help="how float16/bfloat16 weights are updated: 'master' (the default when "
+                        "the flag is given without a value) keeps a float32 master copy, "
+                        "'kahan' a 16-bit compensation buffer, 'stochastic' rounds "
+                        "stochastically; without the flag, round to nearest")
     p.add_argument("--epochs", type=int, default=20, help="passes over the training set (default: 20)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per step (default: 32)")
     p.add_argument("--hidden", default="128", metavar="N[,N...]",
@@ -70,6 +74,11 @@ def add_arguments(p):
 # ---------------------------------------------------------------------- option parsing
 
 _SPLIT = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
+
+
+def _precision_note(mode):
+    return {"master": " (float32 master copy)", "kahan": " (Kahan-compensated updates)",
+            "stochastic": " (stochastic rounding)"}.get(mode, "")
 
 
 def parse_kv(text, option="--optimizer-params"):
@@ -326,7 +335,7 @@ def run(args, world):
     if args.lr is not None:
         opt_params["learning_rate"] = args.lr
     if args.multi_precision:
-        opt_params["multi_precision"] = True
+        opt_params["multi_precision"] = True if args.multi_precision == "master" else args.multi_precision
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     total = steps_per_epoch * args.epochs
     sched_params = parse_kv(args.lr_scheduler_params, "--lr-scheduler-params")
@@ -344,7 +353,7 @@ def run(args, world):
         shown = {k: v for k, v in opt_params.items() if k != "lr_scheduler"}
         print("digits: %d train / %d test samples; MLP %s; %s weights%s" % (
             len(x_train), len(x_test), "-".join(map(str, [x_train.shape[1]] + hidden + [10])),
-            args.dtype, " (float32 master copy)" if args.multi_precision and dtype.itemsize == 2 else ""))
+            args.dtype, _precision_note(args.multi_precision) if dtype.itemsize == 2 else ""))
         print("optimizer: %s(%s); lr %.4g%s; %d epochs x %d steps of %d" % (
             name, ", ".join("%s=%r" % kv for kv in sorted(shown.items())), base_lr,
             "" if args.lr_scheduler == "none" else ", %s schedule" % args.lr_scheduler,

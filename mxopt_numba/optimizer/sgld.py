@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 
-from .. import random as _random
 from ..kernels import counter_rng
 from ..kernels import sgld as kernels
 from .optimizer import DefaultValue, Optimizer, register
@@ -68,9 +67,7 @@ class SGLD(Optimizer):
         return None
 
     def _noise_seed(self):
-        if getattr(self, "seed", None) is None:
-            self.seed = int(_random.generator().integers(0, 1 << 64, dtype=np.uint64))
-        return self.seed
+        return self._random_seed()
 
     def _noise(self, index, weight, lr):
         """``sqrt(lr) * z`` for one weight (its compute dtype, its shape)."""
