@@ -319,16 +319,37 @@ def is_rounding_table(master_fmt):
     return isinstance(master_fmt, types.Array) and master_fmt.dtype == types.uint32
 
 
+@intrinsic
+def _advance(typingctx, ptr, n):
+    """``ptr + n`` elements, for typed pointers."""
+    if not isinstance(ptr, types.CPointer) or not isinstance(n, types.Integer):
+        return None
+    sig = ptr(ptr, n)
+
+    def codegen(context, builder, signature, args):
+        return builder.gep(args[0], [args[1]])
+    return sig, codegen
+
+
+@njit(inline="always")
+def _pointer(ptrs, tensor, column, start, proto):
+    return _address_as_pointer(ptrs[tensor, column] + start * proto.itemsize, proto)
+
+
+# The compensated and stochastic views are tuples of typed pointers and integers, not of
+# arrays: a tuple holding an array would be reference-counted at every element access
+# inside the loops, which stops them from vectorising.
+
 @overload(master_view)
 def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
     if isinstance(master_fmt, types.NoneType):
         return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 0, start, length, w_fmt)
     if is_compensation_format(master_fmt):
         return lambda ptrs, tensor, start, length, w_fmt, master_fmt: (
-            view(ptrs, tensor, 0, start, length, w_fmt), view(ptrs, tensor, 2, start, length, master_fmt))
+            _pointer(ptrs, tensor, 0, start, w_fmt), _pointer(ptrs, tensor, 2, start, master_fmt))
     if is_rounding_table(master_fmt):
         return lambda ptrs, tensor, start, length, w_fmt, master_fmt: (
-            view(ptrs, tensor, 0, start, length, w_fmt), np.uint64(start) + np.uint64(master_fmt[tensor, 4]),
+            _pointer(ptrs, tensor, 0, start, w_fmt), np.uint64(start) + np.uint64(master_fmt[tensor, 4]),
             np.uint64(master_fmt[tensor, 0]),
             np.uint64(master_fmt[tensor, 1]), np.uint64(master_fmt[tensor, 2]), np.uint64(master_fmt[tensor, 3]))
     return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 2, start, length, master_fmt)
@@ -338,8 +359,8 @@ def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
 def _master_slice_impl(w32, lo, hi):
     if isinstance(w32, types.BaseTuple):
         if len(w32) == 2:
-            return lambda w32, lo, hi: (w32[0][lo:hi], w32[1][lo:hi])
-        return lambda w32, lo, hi: (w32[0][lo:hi], w32[1] + np.uint64(lo), w32[2], w32[3], w32[4], w32[5])
+            return lambda w32, lo, hi: (_advance(w32[0], lo), _advance(w32[1], lo))
+        return lambda w32, lo, hi: (_advance(w32[0], lo), w32[1] + np.uint64(lo), w32[2], w32[3], w32[4], w32[5])
     return lambda w32, lo, hi: w32[lo:hi]
 
 
@@ -353,29 +374,51 @@ def bf16_bits_stochastic(value, rnd):
     return np.int16(np.uint16((f + np.uint32(rnd)) >> np.uint32(16)))
 
 
+def f16_decode(bits):
+    """float16 bits (uint16) -> float32, exact (F16C when the host has it)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+def f16_encode(value):
+    """float32 -> float16 bits (uint16), round to nearest even (F16C when available)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(f16_decode)
+def _f16_decode_impl(bits):
+    if use_hardware_f16():
+        return lambda bits: f16bits_to_f32_hw(np.uint16(bits))
+    return lambda bits: f16bits_to_f32_soft(np.uint16(bits))
+
+
+@overload(f16_encode)
+def _f16_encode_impl(value):
+    if use_hardware_f16():
+        return lambda value: f32_to_f16bits_hw(np.float32(value))
+    return lambda value: f32_to_f16bits_soft(np.float32(value))
+
+
 @njit(inline="always")
 def f16_bits_stochastic(value, rnd):
     """float32 -> float16 bits: one of the two float16 neighbours of ``value``, the one
     farther from zero with probability (distance from the nearer-to-zero one) / spacing,
-    resolved with the 16 random bits ``rnd``; exact values, inf and NaN round to nearest."""
-    h = f32_to_f16bits_soft(value)
-    back = f16bits_to_f32_soft(h)
+    resolved with the 16 random bits ``rnd``; exact values, inf and NaN round to nearest.
+    Written without data-dependent control flow, so that loops vectorise."""
+    h = f16_encode(value)
+    back = f16_decode(h)
     a = abs(value)
     b = abs(back)
-    if back == value or value != value or b == np.float32(np.inf):
-        return h
-    if b > a:
-        hi = h
-        lo = np.uint16(np.uint32(h) - np.uint32(1))
-    else:
-        lo = h
-        hi = np.uint16(np.uint32(h) + np.uint32(1))
-    lo_v = abs(f16bits_to_f32_soft(lo))
-    hi_v = abs(f16bits_to_f32_soft(hi))
+    hu = np.uint32(h)
+    away = b > a                       # the nearest is the neighbour farther from zero
+    lo = np.uint16(hu - np.uint32(1)) if away else h
+    hi = h if away else np.uint16(hu + np.uint32(1))
+    lo_v = abs(f16_decode(lo))
+    hi_v = abs(f16_decode(hi))
     frac = (a - lo_v) / (hi_v - lo_v)
-    if (np.float32(rnd) + np.float32(0.5)) * np.float32(1.0 / 65536) < frac:
-        return hi
-    return lo
+    up = (np.float32(rnd) + np.float32(0.5)) * np.float32(1.0 / 65536) < frac
+    pick = hi if up else lo
+    keep = back == value or value != value or b == np.float32(np.inf)
+    return h if keep else pick
 
 
 def store_stochastic(arr, i, value, rnd):
@@ -383,7 +426,7 @@ def store_stochastic(arr, i, value, rnd):
     raise NotImplementedError("only callable from jitted code")
 
 
-@overload(store_stochastic)
+@overload(store_stochastic, inline="always")
 def _store_stochastic_impl(arr, i, value, rnd):
     if arr.dtype == types.int16:
         def impl(arr, i, value, rnd):
@@ -399,7 +442,7 @@ def _store_stochastic_impl(arr, i, value, rnd):
     return impl
 
 
-@overload(store_weight)
+@overload(store_weight, inline="always")
 def _store_weight_impl(w, w32, i, value, master_fmt):
     if isinstance(master_fmt, types.NoneType):
         def impl(w, w32, i, value, master_fmt):

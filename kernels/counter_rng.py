@@ -49,8 +49,10 @@ spelling them out is that the kernels, their CUDA twins and NumPy compute identi
 the loops vectorise.  |z| is at most ``sqrt(48 log 2)`` ~ 5.77 (the normal tails beyond
 carry probability 8e-9).
 
-Rounding bits (``rounding_bits``): the low 16 bits of word ``position % 4`` of the quad,
-drawn on the rounding stream, for stochastic rounding.
+Rounding bits (``rounding_bits``), for stochastic rounding: the low 16 bits of ``x0`` of
+the call on the rounding stream whose counter words ``c0, c1`` hold the element's own
+position instead of its quad (stores happen one element at a time, and a per-element
+call vectorises where picking a lane would not).
 """
 import math
 
@@ -197,18 +199,10 @@ def standard_normal(position, stream, step, param_key, k0, k1):
 @scalar_rule
 def rounding_bits(position, step, param_key, k0, k1):
     """16 uniform random bits of one element, for stochastic rounding (uint64 < 2**16):
-    the low half of word ``position % 4`` of its quad."""
-    pos = _U64(position)
-    x0, x1, x2, x3 = quad_draw(pos >> _U64(2), ROUNDING_STREAM, step, param_key, k0, k1)
-    lane = pos & _U64(3)
-    x = x0
-    if lane == _U64(1):
-        x = x1
-    elif lane == _U64(2):
-        x = x2
-    elif lane == _U64(3):
-        x = x3
-    return x & _MASK16
+    the low half of ``x0`` of the generator call whose counter is the element's own
+    position (a rounding happens one element at a time, so no call is shared)."""
+    x0, x1, x2, x3 = quad_draw(position, ROUNDING_STREAM, step, param_key, k0, k1)
+    return x0 & _MASK16
 
 
 # --------------------------------------------------------------------------- host side
@@ -304,16 +298,14 @@ def standard_normal_np(size, step, pkey, seed, stream=NOISE_STREAM):
 
 def rounding_bits_np(size, step, pkey, seed):
     """What :func:`rounding_bits` gives for elements ``0 .. size-1`` of one tensor."""
-    words = quad_draw_np(size, ROUNDING_STREAM, step, pkey, seed)
-    return (np.stack(words, axis=1).ravel()[:size] & _MASK16)
+    return rounding_bits_at_np(np.arange(size, dtype=np.int64), step, pkey, seed)
 
 
 def rounding_bits_at_np(positions, step, pkey, seed):
     """What :func:`rounding_bits` gives for the elements at ``positions`` of one tensor."""
     pos = np.asarray(positions, dtype=np.uint64)
-    quad = pos >> _U64(2)
-    c1 = ((quad >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
+    c1 = ((pos >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
     seed = int(seed) & ((1 << 64) - 1)
-    words = philox4x32_np(quad & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
-                          seed & 0xFFFFFFFF, seed >> 32)
-    return np.choose((pos & _U64(3)).astype(np.intp), words) & _MASK16
+    x0, _, _, _ = philox4x32_np(pos & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
+                                seed & 0xFFFFFFFF, seed >> 32)
+    return x0 & _MASK16
