@@ -247,6 +247,10 @@ def store(arr, i, value):
 
 @overload(load)
 def _load_impl(arr, i):
+    if isinstance(arr, types.BaseTuple):
+        if len(arr) == 2:      # compensated weight: (16-bit weight, 16-bit compensation)
+            return lambda arr, i: load(arr[0], i) + load(arr[1], i)
+        return lambda arr, i: load(arr[0], i)      # (weight, rounding key...): the weight
     dtype = arr.dtype
     if dtype in (types.float32, types.float64):
         return lambda arr, i: arr[i]
@@ -287,31 +291,191 @@ def _store_impl(arr, i, value):
 
 
 # --------------------------------------------------------------------------- weights and master copies
+#
+# ``master_fmt`` selects, at compile time, how a rule reads and writes its weight:
+#
+# * None: the weight itself, rounded to nearest when 16-bit (MXNet's multi_precision=False);
+# * a float32 format: the float32 master copy in column 2, rounded into the weight
+#   (multi_precision=True);
+# * the 16-bit format of the weight (multi_precision="kahan"): column 2 holds a 16-bit
+#   compensation ``c``; the rule reads ``w + c`` (exact in float32) and a new value ``v``
+#   is stored as ``w = rn(v)``, ``c = rn(v - w)`` (``v - w`` is exact), so the pair keeps
+#   about twice the weight's significand and small updates accumulate in ``c`` until
+#   they move ``w``;
+# * a uint32 table ``(tensors, 5)`` of (update count, parameter key, seed low word, seed
+#   high word, position of the tensor's element 0 in its parameter: non-zero for the rows
+#   of a row-sparse update) (multi_precision="stochastic"): the new weight is rounded stochastically
+#   with 16 random bits from ``counter_rng.rounding_bits`` keyed by the seed, the
+#   parameter, its update count and the element's position.
 
 def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
-    """The array the rule reads its weight from: the float32 master copy (column 2) under
-    multi-precision, else the weight itself (column 0)."""
+    """What the rule reads its weight from (``load(view, i)``): see above."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+def master_slice(w32, lo, hi):
+    """Elements ``[lo, hi)`` of what ``master_view`` returned, of the same kind."""
     raise NotImplementedError("only callable from jitted code")
 
 
 def store_weight(w, w32, i, value, master_fmt):
-    """Write a new weight: to the master copy and the rounded weight under
-    multi-precision, else to the weight."""
+    """Write a new weight (see above for the four kinds of ``master_fmt``)."""
     raise NotImplementedError("only callable from jitted code")
 
+
+def is_compensation_format(master_fmt):
+    """Typing-time test: ``master_fmt`` selects Kahan-compensated 16-bit weights."""
+    return isinstance(master_fmt, types.Array) and master_fmt.dtype in (types.uint16, types.int16)
+
+
+def is_rounding_table(master_fmt):
+    """Typing-time test: ``master_fmt`` selects stochastic rounding of 16-bit weights."""
+    return isinstance(master_fmt, types.Array) and master_fmt.dtype == types.uint32
+
+
+@intrinsic
+def _advance(typingctx, ptr, n):
+    """``ptr + n`` elements, for typed pointers."""
+    if not isinstance(ptr, types.CPointer) or not isinstance(n, types.Integer):
+        return None
+    sig = ptr(ptr, n)
+
+    def codegen(context, builder, signature, args):
+        return builder.gep(args[0], [args[1]])
+    return sig, codegen
+
+
+@njit(inline="always")
+def _pointer(ptrs, tensor, column, start, proto):
+    return _address_as_pointer(ptrs[tensor, column] + start * proto.itemsize, proto)
+
+
+# The compensated and stochastic views are tuples of typed pointers and integers, not of
+# arrays: a tuple holding an array would be reference-counted at every element access
+# inside the loops, which stops them from vectorising.
 
 @overload(master_view)
 def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
     if isinstance(master_fmt, types.NoneType):
         return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 0, start, length, w_fmt)
+    if is_compensation_format(master_fmt):
+        return lambda ptrs, tensor, start, length, w_fmt, master_fmt: (
+            _pointer(ptrs, tensor, 0, start, w_fmt), _pointer(ptrs, tensor, 2, start, master_fmt))
+    if is_rounding_table(master_fmt):
+        return lambda ptrs, tensor, start, length, w_fmt, master_fmt: (
+            _pointer(ptrs, tensor, 0, start, w_fmt), np.uint64(start) + np.uint64(master_fmt[tensor, 4]),
+            np.uint64(master_fmt[tensor, 0]),
+            np.uint64(master_fmt[tensor, 1]), np.uint64(master_fmt[tensor, 2]), np.uint64(master_fmt[tensor, 3]))
     return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 2, start, length, master_fmt)
 
 
-@overload(store_weight)
+@overload(master_slice)
+def _master_slice_impl(w32, lo, hi):
+    if isinstance(w32, types.BaseTuple):
+        if len(w32) == 2:
+            return lambda w32, lo, hi: (_advance(w32[0], lo), _advance(w32[1], lo))
+        return lambda w32, lo, hi: (_advance(w32[0], lo), w32[1] + np.uint64(lo), w32[2], w32[3], w32[4], w32[5])
+    return lambda w32, lo, hi: w32[lo:hi]
+
+
+@njit(inline="always")
+def bf16_bits_stochastic(value, rnd):
+    """float32 -> bfloat16 bits, rounded up in magnitude with probability (dropped bits) /
+    2**16 when ``rnd`` is uniform on [0, 2**16): unbiased.  inf and NaN round to nearest."""
+    f = f32_to_bits(value)
+    if (f & np.uint32(0x7FFFFFFF)) >= np.uint32(0x7F800000):
+        return f32_to_bf16bits(value)
+    return np.int16(np.uint16((f + np.uint32(rnd)) >> np.uint32(16)))
+
+
+def f16_decode(bits):
+    """float16 bits (uint16) -> float32, exact (F16C when the host has it)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+def f16_encode(value):
+    """float32 -> float16 bits (uint16), round to nearest even (F16C when available)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(f16_decode)
+def _f16_decode_impl(bits):
+    if use_hardware_f16():
+        return lambda bits: f16bits_to_f32_hw(np.uint16(bits))
+    return lambda bits: f16bits_to_f32_soft(np.uint16(bits))
+
+
+@overload(f16_encode)
+def _f16_encode_impl(value):
+    if use_hardware_f16():
+        return lambda value: f32_to_f16bits_hw(np.float32(value))
+    return lambda value: f32_to_f16bits_soft(np.float32(value))
+
+
+@njit(inline="always")
+def f16_bits_stochastic(value, rnd):
+    """float32 -> float16 bits: one of the two float16 neighbours of ``value``, the one
+    farther from zero with probability (distance from the nearer-to-zero one) / spacing,
+    resolved with the 16 random bits ``rnd``; exact values, inf and NaN round to nearest.
+    Written without data-dependent control flow, so that loops vectorise."""
+    h = f16_encode(value)
+    back = f16_decode(h)
+    a = abs(value)
+    b = abs(back)
+    hu = np.uint32(h)
+    away = b > a                       # the nearest is the neighbour farther from zero
+    lo = np.uint16(hu - np.uint32(1)) if away else h
+    hi = h if away else np.uint16(hu + np.uint32(1))
+    lo_v = abs(f16_decode(lo))
+    hi_v = abs(f16_decode(hi))
+    frac = (a - lo_v) / (hi_v - lo_v)
+    up = (np.float32(rnd) + np.float32(0.5)) * np.float32(1.0 / 65536) < frac
+    pick = hi if up else lo
+    keep = back == value or value != value or b == np.float32(np.inf)
+    return h if keep else pick
+
+
+def store_stochastic(arr, i, value, rnd):
+    """Write ``value`` to element ``i`` of a 16-bit storage array, stochastically rounded."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(store_stochastic, inline="always")
+def _store_stochastic_impl(arr, i, value, rnd):
+    if arr.dtype == types.int16:
+        def impl(arr, i, value, rnd):
+            arr[i] = bf16_bits_stochastic(np.float32(value), rnd)
+        return impl
+    if arr.dtype == types.uint16:
+        def impl(arr, i, value, rnd):
+            arr[i] = f16_bits_stochastic(np.float32(value), rnd)
+        return impl
+
+    def impl(arr, i, value, rnd):      # nothing to round
+        store(arr, i, value)
+    return impl
+
+
+@overload(store_weight, inline="always")
 def _store_weight_impl(w, w32, i, value, master_fmt):
     if isinstance(master_fmt, types.NoneType):
         def impl(w, w32, i, value, master_fmt):
             store(w, i, value)
+        return impl
+    if is_compensation_format(master_fmt):
+        def impl(w, w32, i, value, master_fmt):
+            v = np.float32(value)
+            store(w, i, v)
+            hi = load(w, i)
+            # an overflow to inf would make the compensation -inf and the next read NaN
+            store(w32[1], i, v - hi if abs(hi) < np.float32(np.inf) else np.float32(0.0))
+        return impl
+    if is_rounding_table(master_fmt):
+        from .counter_rng import rounding_bits
+
+        def impl(w, w32, i, value, master_fmt):
+            rnd = rounding_bits(w32[1] + np.uint64(i), w32[2], w32[3], w32[4], w32[5])
+            store_stochastic(w, i, value, rnd)
         return impl
 
     def impl(w, w32, i, value, master_fmt):

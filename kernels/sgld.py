@@ -1,32 +1,36 @@
 """Stochastic gradient Langevin dynamics.
 
-    w <- w - lr / 2 * (clip(rescale * g) + wd * w) + noise,   noise ~ N(0, sqrt(lr))
+    w <- w - lr / 2 * (clip(rescale * g) + wd * w) + sqrt(lr) * z,   z ~ N(0, 1)
 
-The noise is drawn by the caller (NumPy's generator, so the kernel and the NumPy path
-give the same numbers) and passed as one flat array ``noise`` in the compute dtype,
-holding every tensor of the launch one after another.  Per tensor ``t``:
+The standard normal ``z`` of each element is generated in the kernel by the counter-based
+generator of ``counter_rng`` (Philox-4x32-10 plus Box-Muller, the exact map documented
+there), keyed by the seed and counted by (parameter key, update count, element position):
+no noise array crosses memory, and the numbers depend neither on threads nor on which
+tensors share a launch.  Per tensor ``t``:
 
     coefs[t, 0]  lr / 2
-    coefs[t, 1]  offset of the tensor's noise in ``noise``, divided by 2**24 (an integer)
-    coefs[t, 2]  that offset modulo 2**24
+    coefs[t, 1]  sqrt(lr)
+    coefs[t, 2]  update count, high 16 bits    coefs[t, 3]  its low 16 bits
+    coefs[t, 4]  parameter key, high 16 bits   coefs[t, 5]  its low 16 bits
 
-The offset is split in two so that float32 coefficients hold it exactly.
+and the 64-bit seed arrives as four 16-bit scalars (every piece is exact in float32).
 """
 import numpy as np
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, master_view, scalar_rule, store_weight, view
+from ._common import coupled_grad, cpu_kernel, load, master_slice, master_view, scalar_rule, store_weight, view
+from .counter_rng import NOISE_STREAM, normal_quad, standard_normal, word_from_halves
 
-#: the offset of a tensor's noise is ``hi * OFFSET_SPLIT + lo`` (both exact in float32);
-#: the kernel spells the same number as a literal
-OFFSET_SPLIT = 1 << 24
+#: elements whose normals are generated ahead of their update (a multiple of 4; the
+#: buffer stays in L1)
+NOISE_CHUNK = 1024
 
 
-# --------------------------------------------------------------------------- scalar rules
+# --------------------------------------------------------------------------- scalar rule
 
 @scalar_rule
-def sgld_step(w, g, noise, half_lr, wd, rescale, clip):
-    return w - half_lr * coupled_grad(w, g, wd, rescale, clip) + noise
+def sgld_step(w, g, z, sqrt_lr, half_lr, wd, rescale, clip):
+    return w - half_lr * coupled_grad(w, g, wd, rescale, clip) + sqrt_lr * z
 
 
 # --------------------------------------------------------------------------- CPU kernels
@@ -34,14 +38,41 @@ def sgld_step(w, g, noise, half_lr, wd, rescale, clip):
 
 @cpu_kernel
 def multi_sgld_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fmt, state_fmt,
-                          noise, rescale, clip):
+                          seed_a, seed_b, seed_c, seed_d, rescale, clip):
+    k0 = word_from_halves(seed_a, seed_b)
+    k1 = word_from_halves(seed_c, seed_d)
     for b in prange(blocks.shape[0]):
         t, start, n = blocks[b, 0], blocks[b, 1], blocks[b, 2]
         w = view(ptrs, t, 0, start, n, w_fmt)
         g = view(ptrs, t, 1, start, n, g_fmt)
         w32 = master_view(ptrs, t, start, n, w_fmt, master_fmt)
-        half_lr, wd = coefs[t, 0], wds[t]
-        base = np.int64(coefs[t, 1]) * 16777216 + np.int64(coefs[t, 2]) + start
-        for i in range(n):
-            new_w = sgld_step(load(w32, i), load(g, i), noise[base + i], half_lr, wd, rescale, clip)
+        half_lr, sqrt_lr, wd = coefs[t, 0], coefs[t, 1], wds[t]
+        step = word_from_halves(coefs[t, 2], coefs[t, 3])
+        key = word_from_halves(coefs[t, 4], coefs[t, 5])
+        # one generator call gives four neighbours their normals: walk whole quads, with
+        # the elements before the first and after the last quad boundary one by one
+        head = min((4 - start % 4) % 4, n)
+        quads = (n - head) // 4
+        first = (start + head) // 4
+        for i in range(head):
+            z = standard_normal(start + i, NOISE_STREAM, step, key, k0, k1)
+            new_w = sgld_step(load(w32, i), load(g, i), z, sqrt_lr, half_lr, wd, rescale, clip)
+            store_weight(w, w32, i, new_w, master_fmt)
+        # the normals of whole quads go through a small buffer, a chunk at a time: both
+        # loops then vectorise (one generator call per four elements)
+        buf = np.empty(NOISE_CHUNK, np.float32)
+        for c in range(0, 4 * quads, NOISE_CHUNK):
+            m = min(NOISE_CHUNK, 4 * quads - c)
+            q0 = first + c // 4
+            for j in range(m // 4):
+                buf[4 * j], buf[4 * j + 1], buf[4 * j + 2], buf[4 * j + 3] = normal_quad(
+                    q0 + j, NOISE_STREAM, step, key, k0, k1)
+            lo = head + c
+            wc, gc, mc = w[lo:lo + m], g[lo:lo + m], master_slice(w32, lo, lo + m)
+            for r in range(m):
+                new_w = sgld_step(load(mc, r), load(gc, r), buf[r], sqrt_lr, half_lr, wd, rescale, clip)
+                store_weight(wc, mc, r, new_w, master_fmt)
+        for i in range(head + 4 * quads, n):
+            z = standard_normal(start + i, NOISE_STREAM, step, key, k0, k1)
+            new_w = sgld_step(load(w32, i), load(g, i), z, sqrt_lr, half_lr, wd, rescale, clip)
             store_weight(w, w32, i, new_w, master_fmt)

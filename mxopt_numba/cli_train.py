@@ -52,8 +52,12 @@ def add_arguments(p):
                         "'warmup_steps=50'")
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="storage type of weights and gradients (default: float32)")
-    p.add_argument("--multi-precision", action="store_true",
-                   help="keep a float32 master copy of float16/bfloat16 weights")
+    p.add_argument("--multi-precision", nargs="?", const="master", default=None,
+                   choices=["master", "kahan", "stochastic"],
+                   help="how float16/bfloat16 weights are updated: 'master' (the default when "
+                        "the flag is given without a value) keeps a float32 master copy, "
+                        "'kahan' a 16-bit compensation buffer, 'stochastic' rounds "
+                        "stochastically; without the flag, round to nearest")
     p.add_argument("--epochs", type=int, default=20, help="passes over the training set (default: 20)")
     p.add_argument("--batch-size", type=int, default=32, help="samples per step (default: 32)")
     p.add_argument("--hidden", default="128", metavar="N[,N...]",
@@ -116,7 +120,13 @@ def format_lr(lr):
     """One format for every learning rate of a run (``1.000e-03``)."""
     return "%.3e" % lr
 
+
 _SPLIT = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
+
+
+def _precision_note(mode):
+    return {"master": " (float32 master copy)", "kahan": " (Kahan-compensated updates)",
+            "stochastic": " (stochastic rounding)"}.get(mode, "")
 
 
 def parse_kv(text, option="--optimizer-params"):
@@ -391,7 +401,7 @@ def run(args, world):
     if args.lr is not None:
         opt_params["learning_rate"] = args.lr
     if args.multi_precision:
-        opt_params["multi_precision"] = True
+        opt_params["multi_precision"] = True if args.multi_precision == "master" else args.multi_precision
     # bad hyperparameters are reported before the data is loaded
     probe = create_checked(name, opt_params)
     sched_params = parse_kv(args.lr_scheduler_params, "--lr-scheduler-params")
@@ -422,7 +432,7 @@ def run(args, world):
         shown = {k: v for k, v in opt_params.items() if k != "lr_scheduler"}
         print("digits: %d train / %d test samples; MLP %s; %s weights%s" % (
             len(x_train), len(x_test), "-".join(map(str, [x_train.shape[1]] + hidden + [10])),
-            args.dtype, " (float32 master copy)" if args.multi_precision and dtype.itemsize == 2 else ""))
+            args.dtype, _precision_note(args.multi_precision) if dtype.itemsize == 2 else ""))
         print("optimizer: %s(%s); lr %s%s; %d epochs x %d steps of %d" % (
             name, ", ".join("%s=%r" % kv for kv in sorted(shown.items())), format_lr(base_lr),
             "" if args.lr_scheduler == "none" else ", %s schedule" % args.lr_scheduler,
@@ -464,7 +474,8 @@ def run_title(name, args, dtype, base_lr):
     """``'adam, bfloat16 + fp32 master, cosine schedule from 1.000e-03'``: what a plot shows."""
     precision = args.dtype
     if dtype.itemsize == 2:
-        precision += " + fp32 master" if args.multi_precision else " (no master copy)"
+        precision += {"master": " + fp32 master", "kahan": " + Kahan compensation",
+                      "stochastic": " + stochastic rounding"}.get(args.multi_precision, " (no master copy)")
     schedule = ("constant lr %s" % format_lr(base_lr) if args.lr_scheduler == "none"
                 else "%s schedule from %s" % (args.lr_scheduler, format_lr(base_lr)))
     return "%s, %s, %s" % (name, precision, schedule)

@@ -1126,7 +1126,7 @@ class DistributedTrainer(Trainer):
                    None if p._grad is None else _dtype_name(p._grad.dtype), p.grad_req)
                   for p in self._params]
         return {"params": params, "optimizer": type(opt).__name__,
-                "multi_precision": bool(opt.multi_precision), "fused": bool(opt.use_fused_step),
+                "multi_precision": opt.multi_precision, "fused": bool(opt.use_fused_step),
                 "shard_states": self._shard, "partition": partition, "settings": self._settings()}
 
     def _check_same_everywhere(self, partition):

@@ -138,7 +138,7 @@ LAYOUTS = {
     "fp16": (np.float16, False, np.float16),
 }
 
-SCALARS = dict(momentum=0.9, one_minus_momentum=0.1, rescale=1.25, clip=0.8, lamda=0.04, beta1=0.9,
+SCALARS = dict(seed_a=0x1234, seed_b=0xFEDC, seed_c=0x0F0F, seed_d=0xA5A5, momentum=0.9, one_minus_momentum=0.1, rescale=1.25, clip=0.8, lamda=0.04, beta1=0.9,
                one_minus_beta1=0.1, beta2=0.99, one_minus_beta2=0.01, epsilon=1e-6, eps=1e-6, rho=0.9,
                one_minus_rho=0.1, clip_weights=2.5, lamda1=0.02, beta=1.0, batch_scale=2.0, grad_scale=0.75)
 
@@ -187,9 +187,10 @@ def _kernel_case(module, name, layout, seed=0):
         else:
             scalars.append(ct(SCALARS[p]))
     if module == "sgld":
-        sizes = np.array([w.size for w in weights])
-        offsets = np.cumsum(sizes) - sizes
-        coefs[:, 1], coefs[:, 2] = offsets // cpu_mod.OFFSET_SPLIT, offsets % cpu_mod.OFFSET_SPLIT
+        coefs = np.zeros((n, 6), dtype=ct)
+        coefs[:, 0], coefs[:, 1] = lrs / 2, np.sqrt(lrs)
+        coefs[:, 2], coefs[:, 3] = 0, np.arange(1, n + 1)            # update counts
+        coefs[:, 4], coefs[:, 5] = 0x8000 + np.arange(n), 0x1357     # parameter keys
     if module == "groupadagrad":
         cols = np.array([s[1] for s in shapes])
         coefs[:, 0], coefs[:, 1], coefs[:, 2] = cols // cpu_mod.COLS_SPLIT, cols % cpu_mod.COLS_SPLIT, cols

@@ -40,8 +40,9 @@ from numba.core.registry import CPUDispatcher
 from numba.extending import overload
 from numba.np import numpy_support
 
-from .._common import (_address_as_pointer, bf16bits_to_f32, f16bits_to_f32_soft, f32_to_bf16bits,
-                       f32_to_f16bits_soft)
+from .._common import (_address_as_pointer, bf16_bits_stochastic, bf16bits_to_f32, f16_bits_stochastic,
+                       f16bits_to_f32_soft, f32_to_bf16bits, f32_to_f16bits_soft, is_compensation_format,
+                       is_rounding_table)
 
 #: kernels run as Python on host memory (``NUMBA_ENABLE_CUDASIM=1``)
 SIMULATOR = "simulator" in getattr(cuda.jit, "__module__", "")
@@ -232,7 +233,12 @@ if SIMULATOR:
         return np.frombuffer((ctypes.c_char * (n * dtype.itemsize)).from_address(address), dtype=dtype)
 
     def load(arr, i):
-        """Element ``i`` in the compute type (float16/bfloat16 bits -> float32)."""
+        """Element ``i`` in the compute type (float16/bfloat16 bits -> float32); a weight
+        read through ``master_view`` may be a tuple (see ``kernels/_common.py``)."""
+        if isinstance(arr, tuple):
+            if len(arr) == 2:
+                return np.float32(load(arr[0], i) + load(arr[1], i))
+            return load(arr[0], i)
         dtype = arr.dtype
         if dtype == np.uint16:
             return np.float32(f16bits_to_f32_soft(arr[i]))
@@ -253,16 +259,38 @@ if SIMULATOR:
             arr[i] = np.float64(value)
 
     def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
-        """The float32 master copy (column 2) under multi-precision, else the weight."""
+        """The weight as the rule reads it (see ``kernels/_common.py``): the weight, the
+        float32 master copy, (weight, compensation) or (weight, rounding key)."""
         if master_fmt is None:
             return view(ptrs, tensor, 0, start, length, w_fmt)
+        if master_fmt.dtype in (np.uint16, np.int16):
+            return view(ptrs, tensor, 0, start, length, w_fmt), view(ptrs, tensor, 2, start, length, master_fmt)
+        if master_fmt.dtype == np.uint32:
+            return ((view(ptrs, tensor, 0, start, length, w_fmt), np.uint64(start) + np.uint64(master_fmt[tensor, 4]))
+                    + tuple(np.uint64(x) for x in master_fmt[tensor, :4]))
         return view(ptrs, tensor, 2, start, length, master_fmt)
 
     def store_weight(w, w32, i, value, master_fmt):
-        """A new weight: to the master copy and the rounded weight, or to the weight."""
-        if master_fmt is not None:
+        """A new weight, as the CPU overload of ``kernels/_common.py`` writes it."""
+        if master_fmt is None:
+            store(w, i, value)
+        elif master_fmt.dtype in (np.uint16, np.int16):
+            v = np.float32(value)
+            store(w, i, v)
+            hi = load(w, i)
+            store(w32[1], i, np.float32(v - hi) if abs(hi) < np.inf else np.float32(0.0))
+        elif master_fmt.dtype == np.uint32:
+            from ..counter_rng import rounding_bits
+            rnd = rounding_bits(w32[1] + np.uint64(i), w32[2], w32[3], w32[4], w32[5])
+            if w.dtype == np.int16:
+                w[i] = bf16_bits_stochastic(np.float32(value), rnd)
+            elif w.dtype == np.uint16:
+                w[i] = f16_bits_stochastic(np.float32(value), rnd)
+            else:
+                store(w, i, value)
+        else:
             w32[i] = value
-        store(w, i, value)
+            store(w, i, value)
 else:
     # the CPU overloads (resolved when a kernel compiles) serve the CUDA target as well
     from .._common import load, store, store_weight  # noqa: F401
@@ -282,6 +310,14 @@ else:
         if isinstance(master_fmt, types.NoneType):
             def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
                 return view(ptrs, tensor, 0, start, length, w_fmt)
+        elif is_compensation_format(master_fmt):
+            def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
+                return view(ptrs, tensor, 0, start, length, w_fmt), view(ptrs, tensor, 2, start, length, master_fmt)
+        elif is_rounding_table(master_fmt):
+            def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
+                return (view(ptrs, tensor, 0, start, length, w_fmt), np.uint64(start) + np.uint64(master_fmt[tensor, 4]),
+                        np.uint64(master_fmt[tensor, 0]), np.uint64(master_fmt[tensor, 1]),
+                        np.uint64(master_fmt[tensor, 2]), np.uint64(master_fmt[tensor, 3]))
         else:
             def impl(ptrs, tensor, start, length, w_fmt, master_fmt):
                 return view(ptrs, tensor, 2, start, length, master_fmt)

@@ -320,7 +320,7 @@ def validate(be, opt, indices, weights, grads, states, rows_ok=False, structure=
                 "optimizer, another precision or other hyperparameters?"
                 % (k, index, type(opt).__name__, np.dtype(be.dtype(w)).name,
                    " and multi_precision" if opt.uses_master(w) else "", describe(expected), describe(got)))
-        if opt.uses_master(w) and isinstance(state, (tuple, list)) and len(state) == 2:
+        if opt.pairs_state(w) and isinstance(state, (tuple, list)) and len(state) == 2:
             master = _check_state_array(be, "states[%d] master copy" % k, state[0], w.size, wname)
             inner = state[1]
         else:
@@ -402,17 +402,19 @@ def _check_overlaps(be, checked):
 def _layout(be, w, g, master, leaves):
     data = g.data if isinstance(g, RowSparseArray) else g
     state_dtype = be.dtype(leaves[0]) if leaves else be.dtype(w)
-    return (np.dtype(be.dtype(w)), np.dtype(be.dtype(data)), master is not None, np.dtype(state_dtype), len(leaves))
+    master_dtype = None if master is None else np.dtype(be.dtype(master))
+    return (np.dtype(be.dtype(w)), np.dtype(be.dtype(data)), master_dtype, np.dtype(state_dtype), len(leaves))
 
 
 def _new_group(be, layout, positions, sig, proxy):
-    w_dtype, g_dtype, has_master, s_dtype, n_leaves = layout
+    w_dtype, g_dtype, master_dtype, s_dtype, n_leaves = layout
     group = Group()
     group.positions = positions
     group.g_dtype = g_dtype
     group.w_fmt = be.format(w_dtype)
     group.g_fmt = be.format(g_dtype)
-    group.master_fmt = be.format(np.float32) if has_master else None
+    # a float32 master copy, or a 16-bit Kahan compensation (the format tells the kernels)
+    group.master_fmt = None if master_dtype is None else be.format(master_dtype)
     group.state_fmt = be.format(s_dtype)
     group.compute = launch.compute_dtype(w_dtype)
     group.n_cols = 3 + n_leaves

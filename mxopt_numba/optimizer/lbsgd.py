@@ -147,7 +147,7 @@ class LBSGD(Optimizer):
             absent[np.asarray(grad.indices, dtype=np.int64)] = False
             leaves = [leaf.reshape(weight.shape) for leaf in state_leaves(state)]
             if self.batch_scale > 1:
-                cum = state[1][0] if self.uses_master(weight) else state[0]
+                cum = state[1][0] if self.pairs_state(weight) else state[0]
                 touched = np.any(cum.reshape(weight.shape[0], -1) != 0, axis=1)
                 absent &= ~touched
             rows = np.flatnonzero(absent)

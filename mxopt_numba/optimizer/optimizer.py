@@ -142,8 +142,21 @@ class Optimizer:
         ``__wd_mult__`` attributes seed the multipliers.
     begin_num_update : int
         Update count a parameter starts from.
-    multi_precision : bool
-        Keep a float32 master copy of float16 / bfloat16 weights (and float32 states).
+    multi_precision : bool or str
+        How float16 / bfloat16 weights are updated (float32 and float64 weights ignore it):
+
+        * ``True`` — keep a float32 master copy (and float32 states), as in MXNet; costs
+          4 bytes per parameter and a read and a write of them each step;
+        * ``False`` — compute in float32 and round to nearest once per step, as in MXNet
+          (updates smaller than half a 16-bit ulp are lost);
+        * ``"kahan"`` — Kahan-compensated updates: a 16-bit compensation buffer (an extra
+          state, the first of the pair ``(compensation, inner_state)``) keeps what rounding
+          dropped and feeds it back, so weight + compensation carries about twice the
+          weight's significand and small updates accumulate;
+        * ``"stochastic"`` — stochastic rounding of the updated weight: up or down with
+          probabilities that make the rounding exact in expectation, from 16 random bits of
+          the counter-based generator keyed by the optimizer's ``seed``, the parameter, its
+          update count and the element (no extra state).
     param_dict : dict, optional
         index -> object with ``lr_mult`` and ``wd_mult`` (read at every step).
     aggregate_num : int or inf, optional
@@ -203,7 +216,8 @@ class Optimizer:
         self.num_update = int(begin_num_update)
         self._all_index_update_counts = {0: _IndexCounts()}
         self._index_update_count = self._all_index_update_counts[0]
-        self.multi_precision = bool(multi_precision)
+        self.multi_precision = _precision_mode(multi_precision)
+        self.seed = None
         self.aggregate_num = aggregate_num
         self.use_fused_step = self.fused_by_default if use_fused_step is None else bool(use_fused_step)
         if param_idx2name is None:
@@ -368,12 +382,37 @@ class Optimizer:
 
     def uses_master(self, weight):
         """True when ``weight`` keeps a float32 master copy in its state."""
-        return self.multi_precision and is_low_precision(_device.dtype_of(weight))
+        return _precision_mode(self.multi_precision) is True and is_low_precision(_device.dtype_of(weight))
+
+    def compensates(self, weight):
+        """True when ``weight`` is updated with a Kahan compensation buffer
+        (``multi_precision="kahan"`` and a 16-bit weight)."""
+        return self.multi_precision == "kahan" and is_low_precision(_device.dtype_of(weight))
+
+    def rounds_stochastically(self, weight):
+        """True when ``weight`` is rounded stochastically (``multi_precision="stochastic"``
+        and a 16-bit weight)."""
+        return self.multi_precision == "stochastic" and is_low_precision(_device.dtype_of(weight))
+
+    def pairs_state(self, weight):
+        """True when the state of ``weight`` is a pair ``(array, inner_state)``: the float32
+        master copy, or the Kahan compensation."""
+        return self.uses_master(weight) or self.compensates(weight)
+
+    def _random_seed(self):
+        """The 64-bit key of the counter-based generator (stochastic rounding, SGLD noise):
+        drawn from :mod:`mxopt_numba.random` at first use, then kept (and saved with the
+        optimizer's settings)."""
+        if getattr(self, "seed", None) is None:
+            from .. import random as _random
+            self.seed = int(_random.generator().integers(0, 1 << 64, dtype=np.uint64))
+        return self.seed
 
     def create_state_multi_precision(self, index, weight):
         """``(weight32, create_state(weight32))`` for float16/bfloat16 weights with
-        multi_precision, else ``create_state(weight)``.  A CUDA device weight gets its
-        state on the device."""
+        ``multi_precision=True``, ``(compensation, create_state(weight))`` with
+        ``multi_precision="kahan"``, else ``create_state(weight)``.  A CUDA device weight
+        gets its state on the device."""
         if _device.is_device_array(weight):
             return _device.create_state(self, index, weight)
         _plan._check_weight(_plan.HOST, "weight", weight)
@@ -387,6 +426,8 @@ class Optimizer:
         if self.uses_master(weight):
             master = weight.astype(np.float32)
             return (master, self.create_state(index, master))
+        if self.compensates(weight):
+            return (np.zeros_like(weight), self.create_state(index, weight))
         return self.create_state(index, weight)
 
     def state_signature(self, index, weight):
@@ -428,9 +469,11 @@ class Optimizer:
         """Kernel version of the rule."""
         raise NotImplementedError("%s has no fused_step()" % type(self).__name__)
 
-    def _step_in_precision(self, indices, weights, grads, states, step=None):
+    def _step_in_precision(self, indices, weights, grads, states, step=None, positions=None):
         """Run ``step`` so that low-precision weights are computed in float32 and rounded
-        once, exactly like the kernels (multi-precision: on the master copy)."""
+        once, exactly like the kernels (multi-precision: on the master copy).
+        ``positions``: where the elements of a single weight sit in their parameter (the
+        gathered rows of a row-sparse update), for stochastic rounding."""
         step = self.step if step is None else step
         plain = []
         for index, weight, grad, state in zip(indices, weights, grads, states):
@@ -438,6 +481,8 @@ class Optimizer:
                 master, inner = state
                 step([index], [master], [grad.astype(np.float32)], [inner])
                 weight[...] = master.astype(weight.dtype)
+            elif self.compensates(weight) or self.rounds_stochastically(weight):
+                self._step_rounded(step, index, weight, grad, state, positions)
             elif is_low_precision(weight.dtype):
                 w32 = weight.astype(np.float32)
                 s32 = map_state(state, lambda a: a.astype(np.float32))
@@ -449,6 +494,31 @@ class Optimizer:
                 plain.append((index, weight, grad.astype(weight.dtype, copy=False), state))
         if plain:
             step(*map(list, zip(*plain)))
+
+    def _step_rounded(self, step, index, weight, grad, state, positions=None):
+        """``step`` on one 16-bit weight under ``multi_precision="kahan"`` or
+        ``"stochastic"``, storing the result exactly as the kernels' ``store_weight``."""
+        from ..kernels import counter_rng
+        comp, inner = state if self.compensates(weight) else (None, state)
+        w32 = weight.astype(np.float32)
+        if comp is not None:
+            w32 += comp.astype(np.float32)
+        s32 = map_state(inner, lambda a: a.astype(np.float32))
+        step([index], [w32], [grad.astype(np.float32)], [s32])
+        if comp is not None:
+            hi = w32.astype(weight.dtype)
+            back = hi.astype(np.float32)
+            with np.errstate(invalid="ignore"):
+                comp[...] = np.where(np.abs(back) < np.inf, w32 - back, np.float32(0)).astype(weight.dtype)
+            weight[...] = hi
+        else:
+            t = int(self._index_counts([index])[0])
+            if positions is None:
+                positions = np.arange(weight.size, dtype=np.int64)
+            rnd = counter_rng.rounding_bits_at_np(positions, t, counter_rng.param_key(index), self._random_seed())
+            weight[...] = stochastic_round_np(w32.ravel(), rnd, weight.dtype).reshape(weight.shape)
+        for dst, src in zip(state_leaves(inner), state_leaves(s32)):
+            dst[...] = src.astype(dst.dtype)
 
     # ------------------------------------------------------------------ plans
     def _run_update(self, cache, indices, weights, grads, states, verified=False):
@@ -542,7 +612,9 @@ class Optimizer:
                 continue
             w_rows = weight[rows]
             s_rows = map_state(state, lambda a: a.reshape(weight.shape[0], -1)[rows])
-            self._step_in_precision([index], [w_rows], [grad.data], [s_rows], step)
+            row_len = weight.size // weight.shape[0]
+            positions = (np.asarray(rows, dtype=np.int64)[:, None] * row_len + np.arange(row_len)).ravel()
+            self._step_in_precision([index], [w_rows], [grad.data], [s_rows], step, positions=positions)
             weight[rows] = w_rows
             for dst, src in zip(state_leaves(state), state_leaves(s_rows)):
                 dst.reshape(weight.shape[0], -1)[rows] = src.reshape(rows.size, -1)
@@ -564,7 +636,39 @@ class Optimizer:
         one row per tensor, in call order (None for kernels that return nothing).
         """
         plan = self._plan_for(indices, weights, grads, states)
+        if self.multi_precision == "stochastic":
+            self._set_rounding_tables(plan)
         return _plan.launch_kernel(self, plan, kernel, lrs, wds, scalars, coefs, n_states)
+
+    def _set_rounding_tables(self, plan):
+        """Stochastic rounding: hand each group of 16-bit weights its table (update count,
+        parameter key, seed words, position of the block's first element) as
+        ``master_fmt`` (see ``kernels/_common.py``).  In a row-sparse plan every 'tensor'
+        is one row, whose elements keep their positions in the whole weight."""
+        from ..kernels import counter_rng
+        counts = self._index_update_count.values_at(self._slots(plan.indices)).astype(np.int64)
+        seed = self._random_seed()
+        for group in plan.groups:
+            if np.dtype(group.w_fmt.dtype).itemsize != 2:
+                continue
+            rows = np.arange(len(plan.indices)) if group.positions is None else group.positions
+            table = np.zeros((rows.size, 5), dtype=np.uint32)
+            table[:, 0] = counts[rows] & 0xFFFFFFFF
+            table[:, 1] = [counter_rng.param_key(plan.indices[k]) for k in rows]
+            table[:, 2] = seed & 0xFFFFFFFF
+            table[:, 3] = seed >> 32
+            if plan.rows:
+                offsets = []
+                for k in dict.fromkeys(rows.tolist()):
+                    weight, grad = plan.sources[k][0], plan.sources[k][1]
+                    row_len = weight.size // weight.shape[0] if weight.shape[0] else 0
+                    offsets.append(np.asarray(plan.backend.host_rows(grad.indices, weight.shape[0]),
+                                              dtype=np.int64) * row_len)
+                table[:, 4] = np.concatenate(offsets) if offsets else 0
+            if plan.backend is not _plan.HOST:
+                from numba import cuda
+                table = cuda.to_device(table)
+            group.master_fmt = table
 
     def _plan_for(self, indices, weights, grads, states):
         plan = _plan.plan_of(weights) or _plan.plan_of(indices)
@@ -604,6 +708,45 @@ class Optimizer:
         return "%s(learning_rate=%r, wd=%r, rescale_grad=%r, clip_gradient=%r, multi_precision=%r)" % (
             type(self).__name__, self.learning_rate, self.wd, self.rescale_grad, self.clip_gradient,
             self.multi_precision)
+
+
+def _precision_mode(value):
+    """``multi_precision`` as True, False, "kahan" or "stochastic" (else a ValueError)."""
+    if isinstance(value, str):
+        mode = value.strip().lower()
+        if mode in ("kahan", "stochastic"):
+            return mode
+        raise ValueError("multi_precision must be True, False, 'kahan' or 'stochastic', got %r" % (value,))
+    if isinstance(value, (bool, np.bool_, numbers.Integral)) or value is None:
+        return bool(value)
+    raise ValueError("multi_precision must be True, False, 'kahan' or 'stochastic', got %r" % (value,))
+
+
+def stochastic_round_np(x, rnd, dtype):
+    """float32 array -> ``dtype`` (float16/bfloat16), stochastically rounded with the
+    16-bit draws ``rnd``: the same bits as the kernels' ``store_stochastic``."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    dtype = np.dtype(dtype)
+    nearest = x.astype(dtype)
+    if dtype.name == "bfloat16":
+        f = x.view(np.uint32)
+        up = ((f.astype(np.uint64) + rnd.astype(np.uint64)) >> np.uint64(16)).astype(np.uint16)
+        special = (f & np.uint32(0x7FFFFFFF)) >= np.uint32(0x7F800000)
+        return np.where(special, nearest.view(np.uint16), up).view(dtype)
+    h = nearest.view(np.uint16).astype(np.int64)
+    back = nearest.astype(np.float32)
+    a, b = np.abs(x), np.abs(back)
+    toward = b > a
+    lo = np.where(toward, h - 1, h)
+    hi = np.where(toward, h, h + 1)
+    lo_v = np.abs(lo.astype(np.uint16).view(np.float16).astype(np.float32))
+    hi_v = np.abs(hi.astype(np.uint16).view(np.float16).astype(np.float32))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = (a - lo_v) / (hi_v - lo_v)
+    up = (rnd.astype(np.float32) + np.float32(0.5)) * np.float32(1.0 / 65536) < frac
+    out = np.where(up, hi, lo).astype(np.uint16)
+    keep = (back == x) | np.isnan(x) | (b == np.inf)
+    return np.where(keep, nearest.view(np.uint16), out).view(dtype)
 
 
 def _check_indices(key):

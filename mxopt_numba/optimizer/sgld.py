@@ -1,13 +1,19 @@
 """Stochastic gradient Langevin dynamics."""
+import functools
 import math
 
 import numpy as np
 
-from .. import random as _random
+from ..kernels import counter_rng
 from ..kernels import sgld as kernels
 from .optimizer import DefaultValue, Optimizer, register
 
 __all__ = ["SGLD"]
+
+
+@functools.lru_cache(maxsize=256)
+def _key_halves(indices):
+    return counter_rng.word_halves([counter_rng.param_key(i) for i in indices])
 
 
 @register
@@ -15,23 +21,33 @@ class SGLD(Optimizer):
     """SGLD, MXNet 2.0.0b1 rule::
 
         g' = clip(rescale_grad * g) + wd * w
-        w  <- w - lr / 2 * g' + noise,      noise ~ N(0, std = sqrt(lr))
+        w  <- w - lr / 2 * g' + sqrt(lr) * z,      z ~ N(0, 1)
 
-    The noise comes from :func:`mxopt_numba.random.generator`: one standard normal array
-    per tensor, in the order of the call, scaled by ``sqrt(lr)`` in float64 and rounded to
-    the weight's compute dtype (float32, or float64 for float64 weights).  ``step`` and
-    ``fused_step`` draw the same numbers in the same order, so after
-    ``mxopt_numba.random.seed(n)`` both give the same trajectory, whatever the
-    aggregation.  MXNet draws with its own generator, so only the distribution of the
-    updates can match MXNet's.
+    The noise is generated inside the kernels by a counter-based generator
+    (Philox-4x32-10 and Box-Muller, see ``mxopt_numba.kernels.counter_rng``): the normal
+    ``z`` of an element is a function of the optimizer's ``seed``, the parameter's index,
+    its update count and the element's position only.  The same numbers therefore come
+    out whatever the thread count, ``aggregate_num``, the order of the call or the device
+    (the CUDA twins use the same functions), and ``step`` (the NumPy path, a vectorised
+    copy of the same generator) agrees with ``fused_step``.  ``z`` is a float32 number;
+    ``sqrt(lr) * z`` is computed in the weight's compute dtype.
 
-    MXNet runs SGLD only in Python (``use_fused_step=False``); here the fused kernel is
-    the default and gives the same results as ``step``.
+    ``seed`` (a 64-bit integer) is taken from :func:`mxopt_numba.random.generator` at the
+    first update unless given, so ``mxopt_numba.random.seed(n)`` before the first update
+    makes a run repeatable.  It is an attribute of the optimizer: saved optimizer settings
+    (``Updater.get_states(dump_optimizer=True)``, pickling) keep it together with the
+    update counts, so a restored run continues the same noise sequence.
+
+    MXNet draws with its own generator, so only the distribution of the updates can match
+    MXNet's.  MXNet runs SGLD only in Python (``use_fused_step=False``); here the fused
+    kernel is the default and gives the same results as ``step``.
 
     Parameters
     ----------
     learning_rate : float, default 0.1
     use_fused_step : bool, default True
+    seed : int, optional
+        Key of the noise (default: drawn from the library's generator at first use).
     **kwargs : see :class:`Optimizer`.
     """
 
@@ -39,51 +55,41 @@ class SGLD(Optimizer):
 
     fused_by_default = True
 
-    #: noise drawn for a whole call while ``step`` runs tensor by tensor (see
-    #: ``_step_in_precision``); None outside an update
-    _pending_noise = None
-
-    def __init__(self, learning_rate=DefaultValue(0.1), use_fused_step=True, **kwargs):
+    def __init__(self, learning_rate=DefaultValue(0.1), use_fused_step=True, seed=None, **kwargs):
         super().__init__(learning_rate=learning_rate, use_fused_step=use_fused_step, **kwargs)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 1 << 64:
+                raise ValueError("seed must be None or an integer in [0, 2**64), got %r" % (seed,))
+            seed = int(seed)
+        self.seed = seed
 
     def create_state(self, index, weight):
         return None
 
-    @staticmethod
-    def _draw_noise(lrs, weights):
-        """One float64 noise array per weight (flat), std ``sqrt(lr)``, in call order."""
-        rng = _random.generator()
-        return [math.sqrt(lr) * rng.standard_normal(np.size(w)) for lr, w in zip(lrs, weights)]
+    def _noise_seed(self):
+        return self._random_seed()
 
-    def _step_in_precision(self, indices, weights, grads, states):
-        # The base class may call step() on sub-lists in another order (low-precision
-        # weights first); draw the noise for the whole call here, in call order, so the
-        # step path consumes exactly what fused_step would.
-        self._pending_noise = dict(zip(indices, self._draw_noise(self._lr_array(indices), weights)))
-        try:
-            super()._step_in_precision(indices, weights, grads, states)
-        finally:
-            del self._pending_noise
+    def _noise(self, index, weight, lr):
+        """``sqrt(lr) * z`` for one weight (its compute dtype, its shape)."""
+        step = int(self._index_counts([index])[0])
+        z = counter_rng.standard_normal_np(weight.size, step, counter_rng.param_key(index),
+                                           self._noise_seed())
+        ct = np.float64 if weight.dtype == np.float64 else np.float32
+        return (ct(math.sqrt(lr)) * z.astype(ct)).reshape(weight.shape)
 
     def step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        if self._pending_noise is not None:
-            noises = [self._pending_noise.pop(index) for index in indices]
-        else:
-            noises = self._draw_noise(lrs, weights)
-        for lr, wd, weight, grad, noise in zip(lrs, wds, weights, grads, noises):
-            g = self._coupled(grad, weight, wd)
-            weight -= lr / 2 * g
-            weight += noise.astype(weight.dtype).reshape(weight.shape)
+        for index, lr, wd, weight, grad in zip(indices, lrs, wds, weights, grads):
+            # Python floats, so that NumPy computes in the weight's dtype like the kernel
+            g = self._coupled(grad, weight, float(wd))
+            weight -= float(lr) / 2 * g
+            weight += self._noise(index, weight, lr)
 
     def fused_step(self, indices, weights, grads, states):
         lrs, wds = self._lr_array(indices), self._wd_array(indices)
-        noises = self._draw_noise(lrs, weights)
-        sizes = np.array([w.size for w in weights], dtype=np.int64)
-        offsets = np.cumsum(sizes) - sizes
-        noise = np.concatenate(noises) if noises else np.zeros(0)
-        coefs = np.stack([lrs / 2, offsets // kernels.OFFSET_SPLIT, offsets % kernels.OFFSET_SPLIT],
-                         axis=1)
-        # ``noise`` goes in as a rule argument: _launch rounds it to each group's compute dtype
+        steps_hi, steps_lo = counter_rng.word_halves(self._index_counts(indices).astype(np.int64))
+        keys_hi, keys_lo = _key_halves(tuple(indices))
+        coefs = np.stack([lrs / 2, np.sqrt(lrs), steps_hi, steps_lo, keys_hi, keys_lo], axis=1)
         self._launch(kernels.multi_sgld_update_cpu, indices, weights, grads, states, lrs, wds,
-                     (noise, self.rescale_grad, self._clip_bound()), coefs=coefs)
+                     counter_rng.seed_halves(self._noise_seed()) + (self.rescale_grad, self._clip_bound()),
+                     coefs=coefs)
