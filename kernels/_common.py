@@ -22,6 +22,8 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 import numba
 
+from ._scalar import f32_from_bits, f32_to_bits, scalar_rule  # noqa: F401  (shared names)
+
 # --------------------------------------------------------------------------- decorators
 
 def _cache_enabled():
@@ -68,11 +70,6 @@ def cpu_kernel(func):
     return kernel
 
 
-def scalar_rule(func):
-    """Decorator of the per-element rule functions shared by the CPU and GPU kernels."""
-    return njit(inline="always", error_model="numpy")(func)
-
-
 # --------------------------------------------------------------------------- raw addresses
 
 @intrinsic
@@ -92,31 +89,6 @@ def view(ptrs, tensor, column, start, length, proto):
     """Block ``[start, start + length)`` of the array whose address is ``ptrs[tensor, column]``."""
     itemsize = proto.itemsize
     return numba.carray(_address_as_pointer(ptrs[tensor, column] + start * itemsize, proto), (length,))
-
-
-# --------------------------------------------------------------------------- bit casts
-
-@intrinsic
-def _bitcast(typingctx, value, target):
-    """Reinterpret the bits of a scalar as the same-sized type named by ``target``."""
-    to = target.instance_type if isinstance(target, types.NumberClass) else None
-    if to is None or to.bitwidth != value.bitwidth:
-        return None
-    sig = to(value, target)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(to))
-    return sig, codegen
-
-
-@njit(inline="always")
-def f32_from_bits(bits):
-    return _bitcast(np.uint32(bits), types.float32)
-
-
-@njit(inline="always")
-def f32_to_bits(value):
-    return _bitcast(np.float32(value), types.uint32)
 
 
 # --------------------------------------------------------------------------- float16, portable

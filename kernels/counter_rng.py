@@ -58,7 +58,7 @@ import math
 
 import numpy as np
 
-from ._common import f32_from_bits, f32_to_bits, scalar_rule
+from ._scalar import f32_from_bits, f32_to_bits, scalar_rule
 
 #: ``stream`` word values (c1 >> 16): one per consumer, so that two consumers keyed by
 #: the same seed, step and element never see the same numbers
