@@ -23,6 +23,7 @@ from numba.extending import intrinsic, overload
 import numba
 
 from ._scalar import f32_from_bits, f32_to_bits, scalar_rule  # noqa: F401  (shared names)
+from .counter_rng import rounding_bits
 
 # --------------------------------------------------------------------------- decorators
 
@@ -443,8 +444,6 @@ def _store_weight_impl(w, w32, i, value, master_fmt):
             store(w32[1], i, v - hi if abs(hi) < np.float32(np.inf) else np.float32(0.0))
         return impl
     if is_rounding_table(master_fmt):
-        from .counter_rng import rounding_bits
-
         def impl(w, w32, i, value, master_fmt):
             rnd = rounding_bits(w32[1] + np.uint64(i), w32[2], w32[3], w32[4], w32[5])
             store_stochastic(w, i, value, rnd)
