@@ -457,12 +457,7 @@ def _store_weight_impl(w, w32, i, value, master_fmt):
             store(w32[1], i, v - hi if abs(hi) < np.float32(np.inf) else np.float32(0.0))
         return impl
     if is_rounding_table(master_fmt):
-        from .counter_rng import rounding_bits
-
-        def impl(w, w32, i, value, master_fmt):
-            rnd = rounding_bits(w32[1] + np.uint64(i), w32[2], w32[3], w32[4], w32[5])
-            store_stochastic(w, i, value, rnd)
-        return impl
+        return None      # registered by counter_rng, which owns the generator
 
     def impl(w, w32, i, value, master_fmt):
         w32[i] = value

@@ -58,7 +58,9 @@ import math
 
 import numpy as np
 
-from ._common import f32_from_bits, f32_to_bits, scalar_rule
+from numba.extending import overload
+
+from ._common import f32_from_bits, f32_to_bits, is_rounding_table, scalar_rule, store_stochastic, store_weight
 
 #: ``stream`` word values (c1 >> 16): one per consumer, so that two consumers keyed by
 #: the same seed, step and element never see the same numbers
@@ -203,6 +205,20 @@ def rounding_bits(position, step, param_key, k0, k1):
     position (a rounding happens one element at a time, so no call is shared)."""
     x0, x1, x2, x3 = quad_draw(position, ROUNDING_STREAM, step, param_key, k0, k1)
     return x0 & _MASK16
+
+
+@overload(store_weight, inline="always")
+def _store_weight_rounded(w, w32, i, value, master_fmt):
+    """``store_weight`` under stochastic rounding (``master_fmt`` a rounding table; the
+    other kinds are ``_common``'s): ``w32`` is (weight, position of element 0, update
+    count, parameter key, seed words)."""
+    if not is_rounding_table(master_fmt):
+        return None
+
+    def impl(w, w32, i, value, master_fmt):
+        rnd = rounding_bits(w32[1] + np.uint64(i), w32[2], w32[3], w32[4], w32[5])
+        store_stochastic(w, i, value, rnd)
+    return impl
 
 
 # --------------------------------------------------------------------------- host side
