@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _device
 from .. import registry as _registry_mod
+from ..kernels import counter_rng
 from ..sparse import RowSparseArray
 from . import _plan
 from .._state_tree import map_state, state_leaves
@@ -498,7 +499,6 @@ class Optimizer:
     def _step_rounded(self, step, index, weight, grad, state, positions=None):
         """``step`` on one 16-bit weight under ``multi_precision="kahan"`` or
         ``"stochastic"``, storing the result exactly as the kernels' ``store_weight``."""
-        from ..kernels import counter_rng
         comp, inner = state if self.compensates(weight) else (None, state)
         w32 = weight.astype(np.float32)
         if comp is not None:
@@ -645,7 +645,6 @@ class Optimizer:
         parameter key, seed words, position of the block's first element) as
         ``master_fmt`` (see ``kernels/_common.py``).  In a row-sparse plan every 'tensor'
         is one row, whose elements keep their positions in the whole weight."""
-        from ..kernels import counter_rng
         counts = self._index_update_count.values_at(self._slots(plan.indices)).astype(np.int64)
         seed = self._random_seed()
         for group in plan.groups:
