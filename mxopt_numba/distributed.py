@@ -767,6 +767,11 @@ def install_abort_handler():
     atexit.register(_at_exit)
 
 
+#: seconds a process that raised an error every process raises (a timeout) waits before
+#: ending the job, so that the others' own errors get printed
+_SHARED_ERROR_GRACE = 5.0
+
+
 def _excepthook(etype, value, tb):
     previous = _HANDLER["previous"] or sys.__excepthook__
     controls = [c for c in _Control._all if not c.closed and c.size > 1]
@@ -788,8 +793,10 @@ def _excepthook(etype, value, tb):
                 c.send_all(notice)
         previous(etype, value, tb)
         sys.stderr.flush()
-    # give the peers a moment to print their line (they abort the job themselves)
-    until = time.monotonic() + 1.0
+    # give the peers a moment to print their line (they abort the job themselves); after
+    # a timeout every peer raises its own error at its own deadline, which may come a
+    # step's time after this one's, so wait longer before the abort cuts them off
+    until = time.monotonic() + (_SHARED_ERROR_GRACE if shared else 1.0)
     while time.monotonic() < until:
         for c in controls:
             c.sends = [s for s in c.sends if not s.Test()]
