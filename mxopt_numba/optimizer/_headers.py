@@ -201,14 +201,10 @@ def _check(ndarray_type, w_ids, w_addr, w_descr, w_size, g_ids, g_owner, g_descr
 class PlanHeaders:
     """What a dense host plan expects of its arrays, as flat tables for :func:`_check`."""
 
-    def __init__(self, checked, groups):
-        written = []
-        for w, _, master, leaves, _, _ in checked:
-            written.append(w)
-            if master is not None:
-                written.append(master)
-            written.extend(leaves)
-        self.enabled = usable() and all(type(a) is np.ndarray for a in written)
+    def __init__(self, checked, groups, written):
+        """``written``: the plan's ``_plan.Written`` (its arrays and sorted intervals)."""
+        arrays = written.arrays
+        self.enabled = usable() and all(type(a) is np.ndarray for a in arrays)
         self.groups = groups
         n = len(checked)
         self.g_owner = np.zeros(n, dtype=np.int64)
@@ -216,15 +212,11 @@ class PlanHeaders:
         for k, c in enumerate(checked):
             self.g_owner[k] = position
             position += 1 + (c[2] is not None) + len(c[3])
-        self.w_ids = np.array([id(a) for a in written], dtype=np.int64)
-        self.w_addr = np.array([a.__array_interface__["data"][0] for a in written], dtype=np.int64)
-        self.w_descr = np.array([id(a.dtype) for a in written], dtype=np.int64)
-        self.w_size = np.array([a.size for a in written], dtype=np.int64)
-        nbytes = np.array([a.nbytes for a in written], dtype=np.int64)
-        keep = nbytes > 0
-        order = np.argsort(self.w_addr[keep], kind="stable")
-        self.starts = np.ascontiguousarray(self.w_addr[keep][order])
-        self.ends = np.ascontiguousarray((self.w_addr + nbytes)[keep][order])
+        self.w_ids = np.array([id(a) for a in arrays], dtype=np.int64)
+        self.w_addr = np.array([a.__array_interface__["data"][0] for a in arrays], dtype=np.int64)
+        self.w_descr = np.array([id(a.dtype) for a in arrays], dtype=np.int64)
+        self.w_size = np.array([a.size for a in arrays], dtype=np.int64)
+        self.starts, self.ends = written.starts, written.ends
         g_dtypes = [None] * n
         for group in groups:
             members = range(n) if group.positions is None else group.positions
@@ -235,7 +227,7 @@ class PlanHeaders:
         self.g_itemsize = np.array([d.itemsize for d in g_dtypes], dtype=np.int64)
         self.g_addr = np.zeros(n, dtype=np.int64)
         self.g_ids = np.zeros(n, dtype=np.int64)
-        self.nbytes = 8 * (6 * len(written) + 5 * n)
+        self.nbytes = 8 * (4 * len(arrays) + 5 * n)
 
     def refresh(self, grads):
         """OK after rewriting the gradient column of every group, STALE when a weight or

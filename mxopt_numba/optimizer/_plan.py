@@ -169,7 +169,7 @@ class Plan:
     """
 
     __slots__ = ("backend", "key", "indices", "weights", "weight_objs", "weight_ids", "states", "rule_states", "slots",
-                 "groups", "rows", "sources", "counts", "grads", "mutable_states", "headers", "grad_addr", "nbytes",
+                 "groups", "rows", "sources", "counts", "written", "grads", "mutable_states", "headers", "grad_addr", "nbytes",
                  "__weakref__")
 
     def release(self):
@@ -298,8 +298,9 @@ def _expected_signature(be, opt, index, weight, cache):
 
 
 def validate(be, opt, indices, weights, grads, states, rows_ok=False, structure=True):
-    """Check every tensor of a call; per tensor ``(weight, grad, master, leaves, sig, proxy)``
-    with arrays as the backend normalises them.  Raises before anything is written.
+    """Check every tensor of a call.  Returns per tensor ``(weight, grad, master, leaves,
+    sig, proxy)`` with arrays as the backend normalises them, and the call's
+    :class:`Written` arrays.  Raises before anything is written.
 
     ``structure=False`` (a kernel launched directly, with states of the kernel's own
     layout): the states are not compared with what ``create_state`` builds; every array
@@ -328,8 +329,9 @@ def validate(be, opt, indices, weights, grads, states, rows_ok=False, structure=
         leaves = tuple(_check_state_array(be, "states[%d] leaf %d" % (k, p), leaf, opt._leaf_size(w, p), wname)
                        for p, leaf in enumerate(state_leaves(inner)))
         out.append((w, g, master, leaves, expected, proxy))
-    _check_overlaps(be, out)
-    return out
+    written = Written(be, out)
+    written.check_grads(be, [c[1] for c in out])
+    return out, written
 
 
 def _intervals(be, arrays):
@@ -369,32 +371,37 @@ def _first_overlap(starts, ends, g_starts, g_ends):
     return int(hits[0]) if hits.size else -1
 
 
-def _check_overlaps(be, checked):
-    """No written array (weight, master, state) may share memory with another array of
-    the call, and no gradient with a written array: the kernels run tensors in parallel."""
-    written, names = [], []
-    for k, (w, g, master, leaves, _, _) in enumerate(checked):
-        written.append(w)
-        names.append("weights[%d]" % k)
-        if master is not None:
-            written.append(master)
-            names.append("states[%d] master copy" % k)
-        for p, leaf in enumerate(leaves):
-            written.append(leaf)
-            names.append("states[%d] leaf %d" % (k, p))
-    s_sorted, e_sorted, sorted_names = check_disjoint(be, written, names)
-    dense = [(k, c[1]) for k, c in enumerate(checked) if not isinstance(c[1], RowSparseArray) and c[1].size]
-    if not dense or not s_sorted.size:
-        return
-    g_starts, g_ends = _intervals(be, [g for _, g in dense])
-    hit = _first_overlap(s_sorted, e_sorted, g_starts, g_ends)
-    if hit >= 0:
-        k = dense[hit][0]
-        j = np.searchsorted(s_sorted, g_ends[hit], side="left") - 1
-        what = sorted_names[j]
-        if what == "weights[%d]" % k:
-            raise ValueError("grads[%d] shares memory with its weight: pass a separate gradient array" % k)
-        raise ValueError("grads[%d] shares memory with %s: pass a separate gradient array" % (k, what))
+class Written:
+    """The arrays a call's kernels write (weights, master copies, states), checked to be
+    disjoint, with their memory intervals sorted by start: what every gradient of the
+    call, and of later calls through the same plan, must not overlap."""
+
+    def __init__(self, be, checked):
+        self.arrays, names = [], []
+        for k, (w, _, master, leaves, _, _) in enumerate(checked):
+            self.arrays.append(w)
+            names.append("weights[%d]" % k)
+            if master is not None:
+                self.arrays.append(master)
+                names.append("states[%d] master copy" % k)
+            for p, leaf in enumerate(leaves):
+                self.arrays.append(leaf)
+                names.append("states[%d] leaf %d" % (k, p))
+        self.starts, self.ends, self.names = check_disjoint(be, self.arrays, names)
+
+    def check_grads(self, be, grads):
+        """Raise when a dense gradient shares memory with a written array."""
+        dense = [(k, g) for k, g in enumerate(grads) if not isinstance(g, RowSparseArray) and g.size]
+        if not dense or not self.starts.size:
+            return
+        g_starts, g_ends = _intervals(be, [g for _, g in dense])
+        hit = _first_overlap(self.starts, self.ends, g_starts, g_ends)
+        if hit >= 0:
+            k = dense[hit][0]
+            what = self.names[np.searchsorted(self.starts, g_ends[hit], side="left") - 1]
+            if what == "weights[%d]" % k:
+                raise ValueError("grads[%d] shares memory with its weight: pass a separate gradient array" % k)
+            raise ValueError("grads[%d] shares memory with %s: pass a separate gradient array" % (k, what))
 
 
 # --------------------------------------------------------------------------- building
@@ -435,6 +442,7 @@ def _start(be, opt, key, indices, weights, states, checked, rows):
     plan.mutable_states = [(k, state_leaves(s)) for k, s in enumerate(states) if _has_list(s)]
     plan.groups = []
     plan.sources = None
+    plan.written = None
     plan.headers = None
     plan.grad_addr = None
     return plan
@@ -450,8 +458,9 @@ def _by_layout(be, checked):
 def build_plan(be, opt, key, indices, weights, grads, states, structure=True):
     """A dense plan: every tensor of the call, whole (``structure``: see :func:`validate`)."""
     check_unique(tuple(indices))
-    checked = validate(be, opt, indices, weights, grads, states, structure=structure)
+    checked, written = validate(be, opt, indices, weights, grads, states, structure=structure)
     plan = _start(be, opt, key, indices, weights, states, checked, rows=False)
+    plan.written = written
     plan.grads = PlanList([c[1] for c in checked], plan)
     plan.counts = opt._index_update_count
     plan.slots = plan.counts.slots(tuple(indices), opt.begin_num_update)
@@ -467,9 +476,9 @@ def build_plan(be, opt, key, indices, weights, grads, states, structure=True):
         nbytes += group.ptrs_host.nbytes + group.blocks.nbytes * (1 if be is HOST else 2)
         plan.groups.append(group)
     if be.fast_checks:
-        plan.headers = _headers.PlanHeaders(checked, plan.groups)
+        plan.headers = _headers.PlanHeaders(checked, plan.groups, written)
         nbytes += plan.headers.nbytes
-    plan.nbytes = nbytes + 200 * len(checked) + 1024
+    plan.nbytes = nbytes + written.starts.nbytes * 2 + 200 * len(checked) + 1024
     return plan
 
 
@@ -477,7 +486,7 @@ def build_row_plan(be, opt, indices, weights, grads, states):
     """A lazy row-sparse plan: its 'tensors' are the listed rows of each weight, each row of
     weight, gradient data, master copy and states addressed directly."""
     check_unique(tuple(indices))
-    checked = validate(be, opt, indices, weights, grads, states, rows_ok=True)
+    checked, _ = validate(be, opt, indices, weights, grads, states, rows_ok=True)
     plan = _start(be, opt, None, indices, weights, states, checked, rows=True)
     plan.grads = PlanList([be.normalised(c[1].data) for c in checked], plan)
     plan.sources = checked
@@ -521,7 +530,8 @@ def reuse(plan, opt, weights, grads, states, verified=False):
                              and all(map(operator.is_, states, plan.states))):
         return None
     for k, leaves in plan.mutable_states:
-        if not all(map(operator.is_, state_leaves(states[k]), leaves)) or len(state_leaves(states[k])) != len(leaves):
+        now = state_leaves(states[k])
+        if len(now) != len(leaves) or not all(map(operator.is_, now, leaves)):
             return None
     be = plan.backend
     for group in plan.groups:
@@ -543,7 +553,7 @@ def reuse(plan, opt, weights, grads, states, verified=False):
         members = range(len(grads)) if group.positions is None else group.positions
         if any(np.dtype(be.dtype(checked[k])) != group.g_dtype for k in members):
             return None
-    _check_grad_overlaps(be, plan, checked)
+    plan.written.check_grads(be, checked)
     for group in plan.groups:
         members = range(len(grads)) if group.positions is None else group.positions
         column = np.array([be.address(checked[k]) for k in members], dtype=np.int64)
@@ -552,24 +562,6 @@ def reuse(plan, opt, weights, grads, states, verified=False):
             be.grad_column_changed(group)
     plan.grads = PlanList(checked, plan)
     return plan
-
-
-def _check_grad_overlaps(be, plan, checked):
-    written = []
-    for w, s in zip(plan.weights, plan.rule_states):
-        written.append(w)
-        written.extend(a for a in state_leaves(s) if a is not None)
-    keep = [a for a in written if a.size]
-    dense = [(k, g) for k, g in enumerate(checked) if g.size]
-    if not keep or not dense:
-        return
-    starts, ends = _intervals(be, keep)
-    order = np.argsort(starts)
-    g_starts, g_ends = _intervals(be, [g for _, g in dense])
-    hit = _first_overlap(starts[order], ends[order], g_starts, g_ends)
-    if hit >= 0:
-        raise ValueError("grads[%d] shares memory with a weight or state of the call: pass a separate "
-                         "gradient array" % dense[hit][0])
 
 
 # --------------------------------------------------------------------------- launch
