@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 
+from . import _background
+
 #: elements per block: large enough to amortise the per-block setup, small enough that
 #: one big tensor spreads over every thread.
 BLOCK = 1 << 15
@@ -110,12 +112,17 @@ def _before_first_parallel_launch():
 
 def run(kernel, n_elements, *args):
     """Call ``kernel(*args)``; small launches (and forked children) use its
-    single-threaded twin."""
+    single-threaded twin, and so do large ones while the parallel kernel compiles in the
+    background (``_background``: same bits, no compile pause in the first steps)."""
     if n_elements < SERIAL_BELOW or _forked_child:
         return kernel.serial(*args)
     if not _pool_started:
-        _before_first_parallel_launch()
-    return kernel(*args)
+        _before_first_parallel_launch()     # before any parallel compile loads the runtime
+    if _background.ready(kernel, args):
+        return kernel(*args)
+    result = kernel.serial(*args)
+    _background.start()
+    return result
 
 
 _COLUMNS = {}

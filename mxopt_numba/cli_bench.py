@@ -36,6 +36,7 @@ import warnings
 import numpy as np
 
 from . import workloads
+from .utils import wait_for_compilation
 
 #: bench label -> (weight dtype name, multi_precision)
 DTYPES = {
@@ -212,6 +213,7 @@ def time_interleaved(fns, repeats, min_time, warmup, spreads=None):
     for fn in fns:
         for _ in range(max(1, warmup)):
             fn()
+    wait_for_compilation()         # no single-threaded twin stands in for a kernel being timed
     inners = []
     for fn in fns:
         t = _batch_time(fn, 1)

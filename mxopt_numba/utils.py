@@ -14,11 +14,12 @@ from typing import Sequence
 import numpy as np
 
 from . import _namespace
+from .kernels import _background
 from .kernels import _launch as launch
 from .kernels import norms as _norm_kernels
 from .optimizer import _plan
 
-__all__ = ["clip_global_norm"]
+__all__ = ["clip_global_norm", "wait_for_compilation"]
 
 #: added to the norm before dividing (gluon's guard against a zero norm)
 _EPS = 1e-8
@@ -77,6 +78,19 @@ def clip_global_norm(arrays: Sequence[np.ndarray], max_norm: float, check_isfini
             launch.run(_norm_kernels.multi_scale_cpu, n_elements, blocks, ptrs, np.full(n, scale, ct),
                        np.zeros(n, ct), np.zeros((n, 1), ct), fmt, fmt, None, fmt)
     return norm
+
+
+def wait_for_compilation(timeout: float | None = None) -> bool:
+    """Block until the kernels being compiled in the background are ready.
+
+    With an empty kernel cache, a launch does not wait for its multi-threaded kernel to
+    compile: it runs the single-threaded twin (identical results) while a background
+    thread compiles, and later launches switch.  Call this before timing steps, or to
+    have every compile finished at a known point.  Returns False if ``timeout`` seconds
+    passed first.  (``MXOPT_NUMBA_BACKGROUND_COMPILE=0`` compiles on the calling thread
+    instead.)
+    """
+    return _background.wait(timeout)
 
 
 def _groups(arrays):

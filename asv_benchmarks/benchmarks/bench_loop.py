@@ -16,6 +16,8 @@ import numpy as np
 
 import mxopt_numba as mxo
 
+from .common import warm_up
+
 
 class MatmulStepLoop:
     params = [["default", "blas-1-thread"]]
@@ -38,8 +40,7 @@ class MatmulStepLoop:
         if environment == "blas-1-thread":
             from threadpoolctl import threadpool_limits
             self.limit = threadpool_limits(limits=1, user_api="blas")
-        for _ in range(3):
-            self.time_steps(environment)
+        warm_up(self.time_steps, environment, times=3)
 
     def teardown(self, environment):
         if self.limit is not None:

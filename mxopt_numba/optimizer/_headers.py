@@ -19,6 +19,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from ..kernels import _background
+
 __all__ = ["PlanHeaders", "OK", "STALE", "SLOW", "usable", "item_ids", "ids_of", "holds"]
 
 OK, STALE, SLOW = 0, 1, 2
@@ -121,13 +123,24 @@ def _list_ids(list_address, n, out):
     return True
 
 
+def _compiled(helper, args):
+    """True when ``helper`` can run on ``args`` without compiling now; until then (a cold
+    cache: its compilation is queued for the background worker) callers take the Python
+    path, which decides the same things more slowly."""
+    if _background.ready(helper, args):
+        return True
+    _background.start()
+    return False
+
+
 def item_ids(seq, out=None):
     """``id`` of every item of ``seq`` as an int64 array (read straight from a list)."""
     n = len(seq)
     if usable() and isinstance(seq, list):
         if out is None or out.size != n:
             out = np.empty(n, dtype=np.int64)
-        if _list_ids(id(seq), n, out):
+        args = (id(seq), n, out)
+        if _compiled(_list_ids, args) and _list_ids(*args):
             return out
     return np.fromiter(map(id, seq), dtype=np.int64, count=n)
 
@@ -140,7 +153,7 @@ def ids_of(seq):
 def holds(seq, ids):
     """True when ``seq`` holds exactly the objects whose ids are ``ids`` (kept alive by
     the caller)."""
-    if usable() and isinstance(seq, list):
+    if usable() and isinstance(seq, list) and _compiled(same_items, (id(seq), ids)):
         return bool(same_items(id(seq), ids))
     return len(seq) == ids.size and bool(np.array_equal(np.fromiter(map(id, seq), np.int64, len(seq)), ids))
 
@@ -212,6 +225,7 @@ class PlanHeaders:
         for k, c in enumerate(checked):
             self.g_owner[k] = position
             position += 1 + (c[2] is not None) + len(c[3])
+        self.written = arrays
         self.w_ids = np.array([id(a) for a in arrays], dtype=np.int64)
         self.w_addr = np.array([a.__array_interface__["data"][0] for a in arrays], dtype=np.int64)
         self.w_descr = np.array([id(a.dtype) for a in arrays], dtype=np.int64)
@@ -229,14 +243,27 @@ class PlanHeaders:
         self.g_ids = np.zeros(n, dtype=np.int64)
         self.nbytes = 8 * (4 * len(arrays) + 5 * n)
 
+    def _python_status(self):
+        """STALE or SLOW as :func:`_check` would decide it about the written arrays, in
+        Python (the gradients are then left to the caller's Python checks)."""
+        for a, addr, descr, size in zip(self.written, self.w_addr, self.w_descr, self.w_size):
+            flags = a.flags
+            if (a.__array_interface__["data"][0] != addr or id(a.dtype) != descr or a.size != size
+                    or not flags.c_contiguous or not flags.writeable):
+                return STALE
+        return SLOW
+
     def refresh(self, grads):
         """OK after rewriting the gradient column of every group, STALE when a weight or
         state changed under the plan, SLOW when the Python checks must decide."""
         if not self.enabled:
-            return SLOW
+            return self._python_status()
         g_ids = item_ids(grads, self.g_ids)
-        status = _check(id(np.ndarray), self.w_ids, self.w_addr, self.w_descr, self.w_size, g_ids, self.g_owner,
-                        self.g_descr, self.g_itemsize, self.starts, self.ends, self.g_addr)
+        args = (id(np.ndarray), self.w_ids, self.w_addr, self.w_descr, self.w_size, g_ids, self.g_owner,
+                self.g_descr, self.g_itemsize, self.starts, self.ends, self.g_addr)
+        if not _compiled(_check, args):
+            return self._python_status()
+        status = _check(*args)
         if status == OK:
             for group in self.groups:
                 if group.positions is None:

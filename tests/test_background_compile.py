@@ -1,0 +1,153 @@
+"""Kernels compiled in the background (``kernels/_background.py``).
+
+While a parallel kernel compiles off-thread, launches run its single-threaded twin; the
+switch may happen at any step, so the two must compute identical bits for every rule.
+The rest checks the mechanism in fresh processes with an empty kernel cache: the first
+steps run without waiting for the parallel compile, give the same results as a
+foreground compile, the switch happens, and neither exit nor ``fork`` hangs.
+"""
+import os
+import subprocess
+import sys
+import textwrap
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import mxopt_numba as mxo
+from cases import CASES
+from mxopt_numba._state_tree import state_leaves
+from mxopt_numba.kernels import _background
+from mxopt_numba.kernels import _launch as launch
+from test_optimizers import run
+
+
+def _richest(case):
+    return max(case.configs.values(), key=len)
+
+
+def _twin_params():
+    params = []
+    for case in CASES:
+        params.append(pytest.param(case, np.float32, False, id=case.name + "-fp32"))
+        params.append(pytest.param(case, np.float16, True, id=case.name + "-fp16-mp"))
+        if case.name in ("sgd", "adam", "rmsprop", "sgld"):     # the 16-bit modes share one store
+            params.append(pytest.param(case, ml_dtypes.bfloat16, "kahan", id=case.name + "-bf16-kahan"))
+            params.append(pytest.param(case, np.float16, "stochastic", id=case.name + "-fp16-stochastic"))
+    return params
+
+
+@pytest.mark.parametrize("case, dtype, mp", _twin_params())
+def test_parallel_kernel_and_its_serial_twin_give_identical_bits(case, dtype, mp, monkeypatch):
+    kwargs = _richest(case)
+    monkeypatch.setattr(launch, "SERIAL_BELOW", 1 << 62)
+    serial, upd_s, _ = run(case, kwargs, dtype, multi_precision=mp)
+    monkeypatch.setattr(launch, "SERIAL_BELOW", 0)
+    monkeypatch.setattr(_background, "ready", lambda dispatcher, args: True)   # compile here, run threaded
+    parallel, upd_p, _ = run(case, kwargs, dtype, multi_precision=mp)
+    for x, y in zip(serial, parallel):
+        np.testing.assert_array_equal(x, y)
+    leaves_s = [leaf for k in sorted(upd_s.states) for leaf in state_leaves(upd_s.states[k])]
+    leaves_p = [leaf for k in sorted(upd_p.states) for leaf in state_leaves(upd_p.states[k])]
+    assert len(leaves_s) == len(leaves_p)
+    for x, y in zip(leaves_s, leaves_p):
+        np.testing.assert_array_equal(x, y)
+
+
+_CHILD = textwrap.dedent("""
+    import json, os, sys, time
+    import numpy as np
+    import mxopt_numba as mxo
+    from mxopt_numba.kernels import _background, adam
+    from mxopt_numba.optimizer import _headers
+    rng = np.random.default_rng(0)
+    shapes = [(300, 301), (7,), (1 << 17,)]
+    weights = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    opt = mxo.optimizer.create("adam", learning_rate=0.01, wd=1e-3, aggregate_num=np.inf)
+    updater = mxo.optimizer.get_updater(opt)
+    report = {"threaded_at": [], "pending_after_first": None}
+    for step in range(int(sys.argv[1])):
+        grads = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+        updater(list(range(len(shapes))), grads, weights)
+        if step == 0:
+            report["pending_after_first"] = _background.pending()
+        report["threaded_at"].append(len(adam.multi_adam_update_cpu.overloads) > 0)
+        if sys.argv[2] == "pause":
+            time.sleep(0.05)
+    report["waited"] = mxo.utils.wait_for_compilation(timeout=120)
+    report["threaded_after_wait"] = len(adam.multi_adam_update_cpu.overloads) > 0
+    report["header_check_compiled"] = len(_headers._check.overloads) > 0
+    np.save(sys.argv[3], np.concatenate([w.ravel() for w in weights]))
+    print(json.dumps(report))
+""")
+
+
+def _child(tmp_path, name, steps, env_update, mode="pause"):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / ("cache-" + name)))
+    env.pop("MXOPT_NUMBA_BACKGROUND_COMPILE", None)
+    env.update(env_update)
+    out_file = str(tmp_path / (name + ".npy"))
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(steps), mode, out_file], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    import json
+    return json.loads(proc.stdout.strip().splitlines()[-1]), np.load(out_file)
+
+
+def test_cold_first_steps_do_not_wait_and_match_a_foreground_compile(tmp_path):
+    report, background = _child(tmp_path, "background", 40, {})
+    assert report["pending_after_first"] >= 1           # the threaded kernel was still compiling
+    assert report["threaded_at"][0] is False            # so the first step ran the twin
+    assert report["threaded_at"][-1] is True            # and later steps switched
+    assert report["waited"] and report["threaded_after_wait"] and report["header_check_compiled"]
+    report_off, foreground = _child(tmp_path, "foreground", 40, {"MXOPT_NUMBA_BACKGROUND_COMPILE": "0"})
+    assert report_off["pending_after_first"] == 0 and report_off["threaded_at"][0] is True
+    np.testing.assert_array_equal(background, foreground)
+
+
+def test_a_warm_cache_loads_the_threaded_kernel_at_once(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "shared-cache")}
+    _child(tmp_path, "fill", 2, env)
+    report, _ = _child(tmp_path, "warm", 2, env)
+    assert report["pending_after_first"] == 0 and report["threaded_at"] == [True, True]
+
+
+_EXIT_AND_FORK = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import mxopt_numba as mxo
+    from mxopt_numba.kernels import _background
+    w = [np.ones(1 << 17, np.float32)]
+    opt = mxo.optimizer.create("rmsprop", centered=True, aggregate_num=np.inf)
+    updater = mxo.optimizer.get_updater(opt)
+    updater([0], [np.full(w[0].shape, 0.1, np.float32)], w)
+    assert _background.pending() >= 1, "nothing compiling in the background"
+    if sys.argv[1] == "fork":
+        pid = os.fork()
+        if pid == 0:
+            # the child compiles and runs a kernel of its own: Numba's compiler lock must be free
+            sgd = mxo.optimizer.create("nag", momentum=0.9, aggregate_num=np.inf)
+            v = [np.ones(1 << 17, np.float32)]
+            mxo.optimizer.get_updater(sgd)([0], [np.full(v[0].shape, 0.1, np.float32)], v)
+            os._exit(0 if np.all(v[0] < 1) else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+    print("pending at exit", _background.pending())
+""")
+
+
+@pytest.mark.parametrize("mode", ["exit", "fork"])
+def test_exit_and_fork_during_a_background_compile(tmp_path, mode):
+    if mode == "fork" and not hasattr(os, "fork"):
+        pytest.skip("no fork here")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MXOPT_NUMBA_BACKGROUND_COMPILE", None)
+    proc = subprocess.run([sys.executable, "-c", _EXIT_AND_FORK, mode], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    if mode == "fork":
+        assert "child 0" in proc.stdout
+    # the interpreter waited for the compile: its result is in the cache for the next process
+    assert any(name.startswith("rmsprop.multi_rmsprop_centered_update_cpu-") and name.endswith(".nbc")
+               for _, _, files in os.walk(tmp_path / "cache") for name in files)
