@@ -69,15 +69,22 @@ def _first_sight(key, dispatcher, args):
         _states[key] = _READY                 # plain Python (NUMBA_DISABLE_JIT) or turned off
         return _READY
     signature = tuple(dispatcher.typeof_pyval(a) for a in args)
-    if signature in dispatcher.overloads or _on_disk(dispatcher, signature) is not False:
-        # loading from the cache takes milliseconds; an unreadable cache index leaves the
-        # decision to Numba, as without this module
+    if signature in dispatcher.overloads:
         _states[key] = _READY
         return _READY
+    cached = _on_disk(dispatcher, signature)
     with _lock:
-        if key not in _states:
+        if key in _states:
+            return _states[key]
+        if cached is not False and _worker is None:
+            # loading from the cache takes milliseconds (an unreadable cache index leaves
+            # the decision to Numba, as without this module)
+            _states[key] = _READY
+        else:
+            # while the worker compiles it holds Numba's compiler lock, which loading from
+            # the cache needs too: queue the load ahead of the compiles, keep the fallback
             _states[key] = _PENDING
-            _jobs.append((key, dispatcher, signature))
+            _jobs.insert(0 if cached else len(_jobs), (key, dispatcher, signature))
     return _states[key]
 
 

@@ -22,6 +22,7 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 import numba
 
+from ._cache import quick_loading
 from ._scalar import f32_from_bits, f32_to_bits, scalar_rule  # noqa: F401  (shared names)
 from .counter_rng import rounding_bits
 
@@ -31,11 +32,12 @@ def _cache_enabled():
     return os.environ.get("MXOPT_NUMBA_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _jit(func, **options):
+def cached_jit(func, **options):
+    """``njit`` with the disk cache (loaded quickly: ``_cache``) unless turned off or impossible."""
     options.setdefault("error_model", "numpy")   # IEEE inf/nan, and no ZeroDivisionError branch that blocks SIMD
     if _cache_enabled():
         try:
-            return njit(cache=True, **options)(func)
+            return quick_loading(njit(cache=True, **options)(func))
         except RuntimeError:
             # no writable cache location at all (read-only package and home): compile per process
             _warn_no_cache()
@@ -62,12 +64,12 @@ def cpu_kernel(func):
     The result also carries ``.serial``, the same loop compiled without threads, for
     launches too small to be worth waking the thread pool.
     """
-    kernel = _jit(func, parallel=True)
+    kernel = cached_jit(func, parallel=True)
     twin = types_module.FunctionType(func.__code__, func.__globals__, func.__name__ + "_serial",
                                      func.__defaults__, func.__closure__)
     twin.__qualname__ = func.__qualname__ + "_serial"    # its own cache index file
     twin.__module__ = func.__module__
-    kernel.serial = _jit(twin)
+    kernel.serial = cached_jit(twin)
     return kernel
 
 

@@ -151,3 +151,36 @@ def test_exit_and_fork_during_a_background_compile(tmp_path, mode):
     # the interpreter waited for the compile: its result is in the cache for the next process
     assert any(name.startswith("rmsprop.multi_rmsprop_centered_update_cpu-") and name.endswith(".nbc")
                for _, _, files in os.walk(tmp_path / "cache") for name in files)
+
+
+_QUICK_LOAD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import mxopt_numba as mxo
+    w = [np.linspace(-1, 1, 1 << 17, dtype=np.float32), np.ones(7, np.float32)]
+    opt = mxo.optimizer.create("adam", learning_rate=0.1, aggregate_num=np.inf)
+    updater = mxo.optimizer.get_updater(opt)
+    for _ in range(3):
+        updater([0, 1], [np.full(x.shape, 0.5, np.float32) for x in w], w)
+    full_start = "numba.np.arraymath" in sys.modules
+    # compiling something new afterwards still has every registry Numba needs
+    import numba
+    @numba.njit
+    def dot(a, b):
+        return np.dot(a, b) + np.sum(np.sort(a))
+    x = np.arange(4.0)
+    assert dot(x, x) == 14.0 + 6.0
+    print(full_start, repr(w[0][:3].tolist()), repr(w[1].tolist()))
+""")
+
+
+def test_cached_kernels_load_without_numbas_full_start_up(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), MXOPT_NUMBA_BACKGROUND_COMPILE="0")
+    runs = [subprocess.run([sys.executable, "-c", _QUICK_LOAD], env=env, capture_output=True, text=True,
+                           timeout=300) for _ in range(2)]
+    for proc in runs:
+        assert proc.returncode == 0, proc.stderr
+    cold, warm = (proc.stdout.split(None, 1) for proc in runs)
+    assert cold[0] == "True"           # compiling loads Numba's registries
+    assert warm[0] == "False"          # loading the cached kernels did not
+    assert cold[1] == warm[1]

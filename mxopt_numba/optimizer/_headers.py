@@ -16,10 +16,11 @@ import ctypes
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic
 
 from ..kernels import _background
+from ..kernels._common import cached_jit
 
 __all__ = ["PlanHeaders", "OK", "STALE", "SLOW", "usable", "item_ids", "ids_of", "holds"]
 
@@ -99,7 +100,7 @@ def _peek32(typingctx, address):
     return types.int64(address), codegen
 
 
-@njit(cache=True)
+@cached_jit
 def same_items(list_address, ids):
     """True when the list at ``list_address`` holds exactly the objects ``ids`` (which the
     caller keeps alive, so an id names one object)."""
@@ -112,7 +113,7 @@ def same_items(list_address, ids):
     return True
 
 
-@njit(cache=True)
+@cached_jit
 def _list_ids(list_address, n, out):
     """The object addresses held by the list at ``list_address`` (``n`` of them)."""
     if _peek64(list_address + _LIST_SIZE) != n:
@@ -158,7 +159,7 @@ def holds(seq, ids):
     return len(seq) == ids.size and bool(np.array_equal(np.fromiter(map(id, seq), np.int64, len(seq)), ids))
 
 
-@njit(cache=True)
+@cached_jit
 def _check(ndarray_type, w_ids, w_addr, w_descr, w_size, g_ids, g_owner, g_descr, g_itemsize, starts, ends,
            g_addr):
     """Status of a reused plan: the written arrays unchanged (else STALE), every gradient
