@@ -14,25 +14,69 @@ from . import _namespace
 __all__ = ["Registry"]
 
 
-class Registry:
-    """Maps lower-cased names to subclasses of ``base``."""
+class _Classes(dict):
+    """The name -> class mapping.  With a loader, the built-in classes are imported on
+    first use, one module per name looked up; reading the mapping as a whole (iterating,
+    ``in``, ``len``, item access) imports all of them first."""
 
-    def __init__(self, base, kind):
+    def __init__(self, loader=None):
+        super().__init__()
+        self.loader = loader
+        self.complete = loader is None
+
+    def load(self, name):
+        """Import the built-in module that registers ``name``, if there is one."""
+        if not self.complete:
+            self.loader(name)
+
+    def load_all(self):
+        if not self.complete:
+            self.complete = True
+            self.loader(None)
+
+
+def _reading(method):
+    def read(self, *args, **kwargs):
+        self.load_all()
+        return method(self, *args, **kwargs)
+    read.__name__ = method.__name__
+    return read
+
+
+for _name in ("__iter__", "__len__", "__contains__", "__getitem__", "__repr__", "__eq__", "keys", "values",
+              "items", "get", "pop", "copy", "setdefault", "popitem"):
+    setattr(_Classes, _name, _reading(getattr(dict, _name)))
+
+
+class Registry:
+    """Maps lower-cased names to subclasses of ``base``.  ``loader(name)``, if given,
+    imports the built-in module registering ``name`` (all of them for None): built-in
+    classes then load on first use, and a user class registered under a built-in name
+    still overrides it."""
+
+    def __init__(self, base, kind, loader=None):
         self.base = base
         self.kind = kind
-        self._classes = {}
+        self._classes = _Classes(loader)
+
+    def _lookup(self, key):
+        cls = dict.get(self._classes, key)
+        if cls is None and not self._classes.complete:
+            self._classes.load(key)
+            cls = dict.get(self._classes, key)
+        return cls
 
     def register(self, cls, name=None):
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
             raise TypeError("can only register subclasses of %s as %s, got %r"
                             % (self.base.__name__, self.kind, cls))
         key = (name or cls.__name__).lower()
-        old = self._classes.get(key)
+        old = self._lookup(key)          # a built-in of that name registers first, as if eager
         if old is not None and old is not cls:
             warnings.warn("new %s %s.%s registered under the name %r overrides %s.%s"
                           % (self.kind, cls.__module__, cls.__name__, key,
                              old.__module__, old.__name__), UserWarning, stacklevel=3)
-        self._classes[key] = cls
+        dict.__setitem__(self._classes, key, cls)
         return cls
 
     def alias(self, *names):
@@ -47,11 +91,14 @@ class Registry:
         return sorted(self._classes)
 
     def __contains__(self, name):
-        return isinstance(name, str) and name.lower() in self._classes
+        return isinstance(name, str) and (self._lookup(name.lower()) is not None or name.lower() in self._classes)
 
     def get(self, name):
         if not isinstance(name, str):
             raise TypeError("%s name must be a str, got %r" % (self.kind, name))
+        cls = self._lookup(name.lower())
+        if cls is not None:
+            return cls
         try:
             return self._classes[name.lower()]
         except KeyError:

@@ -1,26 +1,35 @@
 """Optimizers (MXNet's ``mxnet.optimizer``): the base class, the registry, the Updater
-and every registered update rule (one module each, all imported here)."""
-import importlib as _importlib
-import pkgutil as _pkgutil
-
+and every registered update rule (one module each, imported when first named: see
+``_rules``)."""
 from .. import _namespace
+from . import _rules
 from .optimizer import DefaultValue, Optimizer, create, register
 from .updater import Updater, get_updater
 
-__all__ = ["Optimizer", "Updater", "create", "get_updater", "register", "DefaultValue"]
+_BASE = ["Optimizer", "Updater", "create", "get_updater", "register", "DefaultValue"]
 
 
-def _import_rules():
-    """Import every optimizer module of this package and re-export its public names."""
-    for info in sorted(_pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if info.name.startswith("_") or info.name in ("optimizer", "updater"):
-            continue
-        module = _importlib.import_module("%s.%s" % (__name__, info.name))
-        for name in getattr(module, "__all__", ()):
-            globals()[name] = getattr(module, name)
-            __all__.append(name)
+def _public(modules):
+    return [name for module in modules for name in getattr(module, "__all__", ())]
 
 
-_import_rules()
+def __getattr__(name):
+    if name == "__all__":
+        value = _BASE + _public(_rules.load())
+    else:
+        value = None
+        for module in _rules.load(name) if not name.startswith("_") else ():
+            if name in getattr(module, "__all__", ()):
+                value = getattr(module, name)
+        if value is None:
+            raise AttributeError("module %r has no attribute %r" % (__name__, name))
+    globals()[name] = value
+    return value
 
-__dir__ = _namespace.public_dir(__name__)
+
+_public_dir = _namespace.public_dir(__name__)
+
+
+def __dir__():
+    __getattr__("__all__")
+    return _public_dir()

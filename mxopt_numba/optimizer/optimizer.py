@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _device
 from .. import registry as _registry_mod
+from . import _rules
 from ..kernels import counter_rng
 from ..sparse import RowSparseArray
 from . import _plan
@@ -826,7 +827,7 @@ def _mult_dict(name, d):
     return {k: _finite("%s[%r]" % (name, k), v) for k, v in d.items()}
 
 
-_registry = _registry_mod.Registry(Optimizer, "optimizer")
+_registry = _registry_mod.Registry(Optimizer, "optimizer", _rules.load)
 Optimizer.opt_registry = _registry._classes
 
 
