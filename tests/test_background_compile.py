@@ -184,3 +184,31 @@ def test_cached_kernels_load_without_numbas_full_start_up(tmp_path):
     assert cold[0] == "True"           # compiling loads Numba's registries
     assert warm[0] == "False"          # loading the cached kernels did not
     assert cold[1] == warm[1]
+
+
+def test_a_cache_load_waits_behind_a_running_compile_not_on_the_callers_thread(tmp_path, monkeypatch):
+    """Loading from the disk cache needs Numba's compiler lock, which the worker holds
+    while it compiles: the load is queued ahead of the compiles and the caller keeps its
+    fallback meanwhile."""
+    import numba
+    source = tmp_path / "cached_helpers.py"
+    source.write_text("def twice(x):\n    return 2 * x\n\ndef thrice(x):\n    return 3 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import cached_helpers
+    monkeypatch.delitem(sys.modules, "cached_helpers")
+    twice = numba.njit(cache=True)(cached_helpers.twice)
+    assert twice(4) == 8                             # now on disk
+    fresh = numba.njit(cache=True)(cached_helpers.twice)
+    other = numba.njit(cache=True)(cached_helpers.thrice)
+    monkeypatch.setattr(_background, "_states", {})
+    monkeypatch.setattr(_background, "_jobs", [])
+    monkeypatch.setattr(_background, "_worker", object())     # a compile in progress
+    assert _background.ready(other, (1,)) is False           # not on disk: queued last
+    assert _background.ready(fresh, (1,)) is False           # on disk: queued first
+    assert [job[1] for job in _background._jobs] == [fresh, other]
+    assert not fresh.overloads and not other.overloads       # nothing loaded or compiled here
+    monkeypatch.setattr(_background, "_worker", None)
+    assert _background.wait(timeout=120)
+    assert _background.ready(fresh, (1,)) and _background.ready(other, (1,))
+    assert fresh(5) == 10 and other(5) == 15
+    assert fresh.stats.cache_hits and not other.stats.cache_hits
