@@ -21,6 +21,8 @@ def __getattr__(name):
         for module in _rules.load(name) if not name.startswith("_") else ():
             if name in getattr(module, "__all__", ()):
                 value = getattr(module, name)
+            elif module.__name__ == "%s.%s" % (__name__, name):
+                value = module                 # the rule module itself, e.g. ``optimizer.adam``
         if value is None:
             raise AttributeError("module %r has no attribute %r" % (__name__, name))
     globals()[name] = value
