@@ -49,10 +49,24 @@ spelling them out is that the kernels, their CUDA twins and NumPy compute identi
 the loops vectorise.  |z| is at most ``sqrt(48 log 2)`` ~ 5.77 (the normal tails beyond
 carry probability 8e-9).
 
-Rounding bits (``rounding_bits``), for stochastic rounding: the low 16 bits of ``x0`` of
-the call on the rounding stream whose counter words ``c0, c1`` hold the element's own
-position instead of its quad (stores happen one element at a time, and a per-element
-call vectorises where picking a lane would not).
+Rounding bits (``rounding_bits``), for stochastic rounding: one generator call on the
+rounding stream gives eight elements their 16 bits.  The counter words ``c0, c1`` hold the
+element's *octet* ``R = position >> 3`` (the elements ``8R .. 8R + 7``) instead of a quad,
+and element ``8R + 2j + h`` (``j`` in 0..3, ``h`` in 0..1) takes the half ``h`` of ``x_j``:
+
+    bits(8R + 2j)     = x_j & 0xFFFF          (low half)
+    bits(8R + 2j + 1) = x_j >> 16             (high half)
+
+so all 128 bits of a call are used and a tensor costs one Philox-4x32-10 call per eight
+elements (the generator itself is unchanged: ten rounds, same key schedule).  Both halves
+of a word are uniform on [0, 2**16) when the word is uniform, and the words of distinct
+counters are as independent as Philox makes them; the rounding of one element still
+depends only on (seed, parameter, update count, its position).  The tests check the
+halves' uniformity and the lack of correlation between the eight elements of an octet.
+The CPU kernels fill a per-block buffer with the bits of the block's octets
+(``rounding_octet`` in a vectorised loop) and read them back per element; the CUDA twins
+and NumPy compute ``rounding_bits`` of each element directly.  The counter holds octet
+numbers below ``2**48``, so positions go up to ``2**51``.
 """
 import math
 
@@ -197,12 +211,27 @@ def standard_normal(position, stream, step, param_key, k0, k1):
 
 
 @scalar_rule
+def rounding_octet(octet, step, param_key, k0, k1):
+    """The four Philox words that hold the rounding bits of elements ``8 * octet ..
+    8 * octet + 7`` (see the module docstring for which half goes to which element)."""
+    return quad_draw(octet, ROUNDING_STREAM, step, param_key, k0, k1)
+
+
+@scalar_rule
 def rounding_bits(position, step, param_key, k0, k1):
     """16 uniform random bits of one element, for stochastic rounding (uint64 < 2**16):
-    the low half of ``x0`` of the generator call whose counter is the element's own
-    position (a rounding happens one element at a time, so no call is shared)."""
-    x0, x1, x2, x3 = quad_draw(position, ROUNDING_STREAM, step, param_key, k0, k1)
-    return x0 & _MASK16
+    the half ``position & 1`` of word ``(position >> 1) & 3`` of the call of its octet."""
+    pos = _U64(position)
+    x0, x1, x2, x3 = rounding_octet(pos >> _U64(3), step, param_key, k0, k1)
+    j = (pos >> _U64(1)) & _U64(3)
+    x = x0
+    if j == _U64(1):
+        x = x1
+    if j == _U64(2):
+        x = x2
+    if j == _U64(3):
+        x = x3
+    return (x >> (_SHIFT16 * (pos & _U64(1)))) & _MASK16
 
 
 # --------------------------------------------------------------------------- host side
@@ -304,8 +333,10 @@ def rounding_bits_np(size, step, pkey, seed):
 def rounding_bits_at_np(positions, step, pkey, seed):
     """What :func:`rounding_bits` gives for the elements at ``positions`` of one tensor."""
     pos = np.asarray(positions, dtype=np.uint64)
-    c1 = ((pos >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
+    octet = pos >> _U64(3)
+    c1 = ((octet >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
     seed = int(seed) & ((1 << 64) - 1)
-    x0, _, _, _ = philox4x32_np(pos & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
-                                seed & 0xFFFFFFFF, seed >> 32)
-    return x0 & _MASK16
+    words = philox4x32_np(octet & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
+                          seed & 0xFFFFFFFF, seed >> 32)
+    x = np.choose(((pos >> _U64(1)) & _U64(3)).astype(np.intp), words)
+    return (x >> (_SHIFT16 * (pos & _U64(1)))) & _MASK16
