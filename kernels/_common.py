@@ -344,17 +344,20 @@ ROUNDING_BUFFER = BLOCK + 16
 
 
 @intrinsic
-def _stack_uint16(typingctx, size):
-    """Pointer to ``size`` (a compile-time constant) uint16 values on the stack, allocated
-    once in the entry block of the function being compiled (one per thread of a parallel
-    loop), so that no loop iteration allocates."""
-    if not isinstance(size, types.IntegerLiteral):
+def stack_buffer(typingctx, size, dtype):
+    """Pointer to ``size`` (a compile-time constant) values of ``dtype`` on the stack,
+    allocated once in the entry block of the function being compiled (so once per thread
+    of a parallel loop, never per iteration).  Only for code inlined into a kernel at the
+    Numba IR level (``inline="always"``): the buffer lives as long as that function's
+    frame."""
+    if not isinstance(size, types.IntegerLiteral) or not isinstance(dtype, types.NumberClass):
         return None
     count = size.literal_value
-    sig = types.CPointer(types.uint16)(size)
+    elem = dtype.instance_type
+    sig = types.CPointer(elem)(size, dtype)
 
     def codegen(context, builder, signature, args):
-        return cgutils.alloca_once(builder, ir.IntType(16), size=count)
+        return cgutils.alloca_once(builder, context.get_value_type(elem), size=count)
     return sig, codegen
 
 
@@ -383,7 +386,7 @@ def _rounding_view(ptrs, tensor, start, length, w_fmt, master_fmt):
     pos = np.uint64(start) + np.uint64(master_fmt[tensor, 4])
     step, key = np.uint64(master_fmt[tensor, 0]), np.uint64(master_fmt[tensor, 1])
     k0, k1 = np.uint64(master_fmt[tensor, 2]), np.uint64(master_fmt[tensor, 3])
-    buf = _stack_uint16(ROUNDING_BUFFER)
+    buf = stack_buffer(ROUNDING_BUFFER, np.uint16)
     first = pos >> np.uint64(3)
     last = (pos + np.uint64(length) + np.uint64(7)) >> np.uint64(3)
     # never past the buffer (a raise here would keep the block loop from running in
@@ -416,6 +419,22 @@ def _master_slice_impl(w32, lo, hi):
                                         w32[5], _advance(w32[6], lo))
         return lambda w32, lo, hi: (_advance(w32[0], lo), w32[1] + np.uint64(lo), w32[2], w32[3], w32[4], w32[5])
     return lambda w32, lo, hi: w32[lo:hi]
+
+
+def weight_target(w, w32, master_fmt):
+    """The array to hand ``store_weight`` as the weight, given slices ``w`` and ``w32`` of
+    one block (as ``view`` and ``master_slice`` give them): with no master copy, ``w32``
+    itself, the very array the rule reads, so that the compiler sees that a loop's loads
+    and stores of element ``i`` are one address and vectorises it without run-time
+    overlap checks (which two views of the same memory fail); else ``w``."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(weight_target, inline="always")
+def _weight_target_impl(w, w32, master_fmt):
+    if isinstance(master_fmt, types.NoneType):
+        return lambda w, w32, master_fmt: w32
+    return lambda w, w32, master_fmt: w
 
 
 @njit(inline="always")

@@ -149,15 +149,13 @@ def quad_draw(quad, stream, step, param_key, k0, k1):
 
 @scalar_rule
 def log_unit(u):
-    """Natural log of a float32 ``u`` in (0, 1] (normal numbers), float32."""
+    """Natural log of a float32 ``u`` in (0, 1] (normal numbers), float32.  The integer
+    work is in 32-bit lanes (exact, so the bits are those of the formula as documented)."""
     bits = f32_to_bits(u)
-    e = np.int64(bits >> np.uint32(23)) - _EXP_BIAS
-    mant = bits & _MANT_MASK
-    if mant > _SQRT2_MANT:
-        m = f32_from_bits(mant | _HALF_BITS)
-        e += 1
-    else:
-        m = f32_from_bits(mant | _ONE_BITS)
+    big = (bits & _MANT_MASK) > _SQRT2_MANT
+    m = f32_from_bits((bits & _MANT_MASK) | (_HALF_BITS if big else _ONE_BITS))
+    # (Numba widens int32 arithmetic to 64 bits; the casts keep the lanes 32-bit)
+    e = np.int32(np.int32(bits >> np.uint32(23)) - np.int32(127) + (np.int32(1) if big else np.int32(0)))
     f = m - _ONE
     s = f / (_TWO + f)
     s2 = s * s
@@ -167,22 +165,24 @@ def log_unit(u):
 
 @scalar_rule
 def normal_pair(x0, x1):
-    """Box-Muller of two Philox words: two float32 standard normals ``r * (cos, sin)``."""
-    u = _F((_U64(x0) >> _SHIFT8) + _U64(1)) * _TWO_M24
+    """Box-Muller of two Philox words: two float32 standard normals ``r * (cos, sin)``.
+    Written in 32-bit integer and float32 lanes only (the words are 32-bit), so that a
+    loop over pairs vectorises sixteen to a register."""
+    a = np.uint32(x0)
+    b = np.uint32(x1)
+    u = _F(np.int32(np.int32(a >> np.uint32(8)) + np.int32(1))) * _TWO_M24
     r = _F(np.sqrt(_MINUS_TWO * log_unit(u)))
-    k = ((_U64(x1) >> _SHIFT8) + _QUARTER_TURN) & _TURN_MASK
-    q = k >> _U64(22)
-    p = _F(np.int64(k & _QUADRANT_MASK) - np.int64(1 << 21)) * _HALF_PI_M22
+    k = np.uint32(np.uint32((b >> np.uint32(8)) + np.uint32(1 << 21)) & np.uint32((1 << 24) - 1))
+    q = np.uint32(k >> np.uint32(22))
+    p = _F(np.int32(np.int32(k & np.uint32((1 << 22) - 1)) - np.int32(1 << 21))) * _HALF_PI_M22
     p2 = p * p
     sin_p = p + p * p2 * (_S3 + p2 * (_S5 + p2 * (_S7 + p2 * _S9)))
     cos_p = _ONE + p2 * (_K2 + p2 * (_K4 + p2 * (_K6 + p2 * _K8)))
-    odd = (q & _U64(1)) != 0
+    odd = (q & np.uint32(1)) != np.uint32(0)
     c = sin_p if odd else cos_p
     s = cos_p if odd else sin_p
-    if q == _U64(1) or q == _U64(2):
-        c = -c
-    if q >= _U64(2):
-        s = -s
+    c = -c if (q == np.uint32(1)) | (q == np.uint32(2)) else c
+    s = -s if q >= np.uint32(2) else s
     return r * c, r * s
 
 
