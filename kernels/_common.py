@@ -377,11 +377,11 @@ def _fill_rounding_bits(bits, first_octet, octets, step, key, k0, k1):
 
 
 def _rounding_view(ptrs, tensor, start, length, w_fmt, master_fmt):
-    # The CPU stochastic view (see master_view below).  Inlined into the kernel at the
-    # Numba IR level, so that the buffer is allocated in the kernel's own stack frame.
-    # the weight's pointer is read before the buffer is written, so that the compiler can
+    # The CPU stochastic view (see master_view below), inlined into the kernel at the
+    # Numba IR level so that the buffer is allocated in the kernel's own stack frame.
+    # The weight's pointer is read before the buffer is written, so that the compiler can
     # see it is the very pointer the kernel's own view of the weight holds (else it cannot
-    # rule out overlap between the two and keeps the element loop scalar)
+    # rule out overlap between the two and keeps the element loop scalar).
     wptr = _pointer(ptrs, tensor, 0, start, w_fmt)
     pos = np.uint64(start) + np.uint64(master_fmt[tensor, 4])
     step, key = np.uint64(master_fmt[tensor, 0]), np.uint64(master_fmt[tensor, 1])
