@@ -19,12 +19,14 @@ import types as types_module
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 import numba
 
 from ._cache import quick_loading
+from ._launch import BLOCK
 from ._scalar import f32_from_bits, f32_to_bits, scalar_rule  # noqa: F401  (shared names)
-from .counter_rng import rounding_bits
+from .counter_rng import rounding_bits, rounding_octet
 
 # --------------------------------------------------------------------------- decorators
 
@@ -281,7 +283,10 @@ def _store_impl(arr, i, value):
 #   high word, position of the tensor's element 0 in its parameter: non-zero for the rows
 #   of a row-sparse update) (multi_precision="stochastic"): the new weight is rounded stochastically
 #   with 16 random bits from ``counter_rng.rounding_bits`` keyed by the seed, the
-#   parameter, its update count and the element's position.
+#   parameter, its update count and the element's position.  On the CPU, ``master_view``
+#   fills a buffer on the stack with the bits of the whole block first (one generator
+#   call per eight elements, ``counter_rng.rounding_octet``, in a loop that vectorises)
+#   and ``store_weight`` reads them back; the CUDA twins compute each element's bits.
 
 def master_view(ptrs, tensor, start, length, w_fmt, master_fmt):
     """What the rule reads its weight from (``load(view, i)``): see above."""
@@ -328,8 +333,71 @@ def _pointer(ptrs, tensor, column, start, proto):
 # The compensated and stochastic views are tuples of typed pointers and integers, not of
 # arrays: a tuple holding an array would be reference-counted at every element access
 # inside the loops, which stops them from vectorising.
+#
+# The CPU stochastic view is (weight pointer, position of element 0, update count,
+# parameter key, seed low word, seed high word, pointer to element 0's rounding bits);
+# the CUDA one has no bits pointer (its ``store_weight`` computes the bits per element).
 
-@overload(master_view)
+#: rounding bits a CPU block can hold: the launch layer's block length, plus the elements
+#: of the partial octets at either end
+ROUNDING_BUFFER = BLOCK + 16
+
+
+@intrinsic
+def stack_buffer(typingctx, size, dtype):
+    """Pointer to ``size`` (a compile-time constant) values of ``dtype`` on the stack,
+    allocated once in the entry block of the function being compiled (so once per thread
+    of a parallel loop, never per iteration).  Only for code inlined into a kernel at the
+    Numba IR level (``inline="always"``): the buffer lives as long as that function's
+    frame."""
+    if not isinstance(size, types.IntegerLiteral) or not isinstance(dtype, types.NumberClass):
+        return None
+    count = size.literal_value
+    elem = dtype.instance_type
+    sig = types.CPointer(elem)(size, dtype)
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(elem), size=count)
+    return sig, codegen
+
+
+@njit(inline="always")
+def _fill_rounding_bits(bits, first_octet, octets, step, key, k0, k1):
+    """The rounding bits of ``octets`` octets from ``first_octet`` on, into ``bits[0 ..]``."""
+    for j in range(octets):
+        x0, x1, x2, x3 = rounding_octet(first_octet + np.uint64(j), step, key, k0, k1)
+        bits[8 * j] = np.uint16(x0 & np.uint64(0xFFFF))
+        bits[8 * j + 1] = np.uint16(x0 >> np.uint64(16))
+        bits[8 * j + 2] = np.uint16(x1 & np.uint64(0xFFFF))
+        bits[8 * j + 3] = np.uint16(x1 >> np.uint64(16))
+        bits[8 * j + 4] = np.uint16(x2 & np.uint64(0xFFFF))
+        bits[8 * j + 5] = np.uint16(x2 >> np.uint64(16))
+        bits[8 * j + 6] = np.uint16(x3 & np.uint64(0xFFFF))
+        bits[8 * j + 7] = np.uint16(x3 >> np.uint64(16))
+
+
+def _rounding_view(ptrs, tensor, start, length, w_fmt, master_fmt):
+    # The CPU stochastic view (see master_view below), inlined into the kernel at the
+    # Numba IR level so that the buffer is allocated in the kernel's own stack frame.
+    # The weight's pointer is read before the buffer is written, so that the compiler can
+    # see it is the very pointer the kernel's own view of the weight holds (else it cannot
+    # rule out overlap between the two and keeps the element loop scalar).
+    wptr = _pointer(ptrs, tensor, 0, start, w_fmt)
+    pos = np.uint64(start) + np.uint64(master_fmt[tensor, 4])
+    step, key = np.uint64(master_fmt[tensor, 0]), np.uint64(master_fmt[tensor, 1])
+    k0, k1 = np.uint64(master_fmt[tensor, 2]), np.uint64(master_fmt[tensor, 3])
+    buf = stack_buffer(ROUNDING_BUFFER, np.uint16)
+    first = pos >> np.uint64(3)
+    last = (pos + np.uint64(length) + np.uint64(7)) >> np.uint64(3)
+    # never past the buffer (a raise here would keep the block loop from running in
+    # parallel); the launch layer's blocks are at most BLOCK long, which it checks
+    n_octets = min(np.int64(last - first), np.int64(ROUNDING_BUFFER // 8))
+    bits = numba.carray(buf, (ROUNDING_BUFFER,))
+    _fill_rounding_bits(bits, first, n_octets, step, key, k0, k1)
+    return (wptr, pos, step, key, k0, k1, _advance(buf, np.int64(pos & np.uint64(7))))
+
+
+@overload(master_view, inline="always")
 def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
     if isinstance(master_fmt, types.NoneType):
         return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 0, start, length, w_fmt)
@@ -337,10 +405,7 @@ def _master_view_impl(ptrs, tensor, start, length, w_fmt, master_fmt):
         return lambda ptrs, tensor, start, length, w_fmt, master_fmt: (
             _pointer(ptrs, tensor, 0, start, w_fmt), _pointer(ptrs, tensor, 2, start, master_fmt))
     if is_rounding_table(master_fmt):
-        return lambda ptrs, tensor, start, length, w_fmt, master_fmt: (
-            _pointer(ptrs, tensor, 0, start, w_fmt), np.uint64(start) + np.uint64(master_fmt[tensor, 4]),
-            np.uint64(master_fmt[tensor, 0]),
-            np.uint64(master_fmt[tensor, 1]), np.uint64(master_fmt[tensor, 2]), np.uint64(master_fmt[tensor, 3]))
+        return _rounding_view
     return lambda ptrs, tensor, start, length, w_fmt, master_fmt: view(ptrs, tensor, 2, start, length, master_fmt)
 
 
@@ -349,8 +414,27 @@ def _master_slice_impl(w32, lo, hi):
     if isinstance(w32, types.BaseTuple):
         if len(w32) == 2:
             return lambda w32, lo, hi: (_advance(w32[0], lo), _advance(w32[1], lo))
+        if len(w32) == 7:
+            return lambda w32, lo, hi: (_advance(w32[0], lo), w32[1] + np.uint64(lo), w32[2], w32[3], w32[4],
+                                        w32[5], _advance(w32[6], lo))
         return lambda w32, lo, hi: (_advance(w32[0], lo), w32[1] + np.uint64(lo), w32[2], w32[3], w32[4], w32[5])
     return lambda w32, lo, hi: w32[lo:hi]
+
+
+def weight_target(w, w32, master_fmt):
+    """The array to hand ``store_weight`` as the weight, given slices ``w`` and ``w32`` of
+    one block (as ``view`` and ``master_slice`` give them): with no master copy, ``w32``
+    itself, the very array the rule reads, so that the compiler sees that a loop's loads
+    and stores of element ``i`` are one address and vectorises it without run-time
+    overlap checks (which two views of the same memory fail); else ``w``."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(weight_target, inline="always")
+def _weight_target_impl(w, w32, master_fmt):
+    if isinstance(master_fmt, types.NoneType):
+        return lambda w, w32, master_fmt: w32
+    return lambda w, w32, master_fmt: w
 
 
 @njit(inline="always")
@@ -404,9 +488,11 @@ def f16_bits_stochastic(value, rnd):
     lo_v = abs(f16_decode(lo))
     hi_v = abs(f16_decode(hi))
     frac = (a - lo_v) / (hi_v - lo_v)
-    up = (np.float32(rnd) + np.float32(0.5)) * np.float32(1.0 / 65536) < frac
+    # (``rnd`` < 2**16 converts exactly from 32 bits; ``|`` rather than ``or``, which
+    # would branch and keep the loop scalar)
+    up = (np.float32(np.uint32(rnd)) + np.float32(0.5)) * np.float32(1.0 / 65536) < frac
     pick = hi if up else lo
-    keep = back == value or value != value or b == np.float32(np.inf)
+    keep = (back == value) | (value != value) | (b == np.float32(np.inf))
     return h if keep else pick
 
 
@@ -446,7 +532,12 @@ def _store_weight_impl(w, w32, i, value, master_fmt):
             store(w32[1], i, v - hi if abs(hi) < np.float32(np.inf) else np.float32(0.0))
         return impl
     if is_rounding_table(master_fmt):
-        def impl(w, w32, i, value, master_fmt):
+        if isinstance(w32, types.BaseTuple) and len(w32) == 7:      # CPU: bits filled by master_view
+            def impl(w, w32, i, value, master_fmt):
+                store_stochastic(w, i, value, np.uint64(w32[6][i]))
+            return impl
+
+        def impl(w, w32, i, value, master_fmt):                      # CUDA: bits per element
             rnd = rounding_bits(w32[1] + np.uint64(i), w32[2], w32[3], w32[4], w32[5])
             store_stochastic(w, i, value, rnd)
         return impl

@@ -49,10 +49,24 @@ spelling them out is that the kernels, their CUDA twins and NumPy compute identi
 the loops vectorise.  |z| is at most ``sqrt(48 log 2)`` ~ 5.77 (the normal tails beyond
 carry probability 8e-9).
 
-Rounding bits (``rounding_bits``), for stochastic rounding: the low 16 bits of ``x0`` of
-the call on the rounding stream whose counter words ``c0, c1`` hold the element's own
-position instead of its quad (stores happen one element at a time, and a per-element
-call vectorises where picking a lane would not).
+Rounding bits (``rounding_bits``), for stochastic rounding: one generator call on the
+rounding stream gives eight elements their 16 bits.  The counter words ``c0, c1`` hold the
+element's *octet* ``R = position >> 3`` (the elements ``8R .. 8R + 7``) instead of a quad,
+and element ``8R + 2j + h`` (``j`` in 0..3, ``h`` in 0..1) takes the half ``h`` of ``x_j``:
+
+    bits(8R + 2j)     = x_j & 0xFFFF          (low half)
+    bits(8R + 2j + 1) = x_j >> 16             (high half)
+
+so all 128 bits of a call are used and a tensor costs one Philox-4x32-10 call per eight
+elements (the generator itself is unchanged: ten rounds, same key schedule).  Both halves
+of a word are uniform on [0, 2**16) when the word is uniform, and the words of distinct
+counters are as independent as Philox makes them; the rounding of one element still
+depends only on (seed, parameter, update count, its position).  The tests check the
+halves' uniformity and the lack of correlation between the eight elements of an octet.
+The CPU kernels fill a per-block buffer with the bits of the block's octets
+(``rounding_octet`` in a vectorised loop) and read them back per element; the CUDA twins
+and NumPy compute ``rounding_bits`` of each element directly.  The counter holds octet
+numbers below ``2**48``, so positions go up to ``2**51``.
 """
 import math
 
@@ -135,15 +149,13 @@ def quad_draw(quad, stream, step, param_key, k0, k1):
 
 @scalar_rule
 def log_unit(u):
-    """Natural log of a float32 ``u`` in (0, 1] (normal numbers), float32."""
+    """Natural log of a float32 ``u`` in (0, 1] (normal numbers), float32.  The integer
+    work is in 32-bit lanes (exact, so the bits are those of the formula as documented)."""
     bits = f32_to_bits(u)
-    e = np.int64(bits >> np.uint32(23)) - _EXP_BIAS
-    mant = bits & _MANT_MASK
-    if mant > _SQRT2_MANT:
-        m = f32_from_bits(mant | _HALF_BITS)
-        e += 1
-    else:
-        m = f32_from_bits(mant | _ONE_BITS)
+    big = (bits & _MANT_MASK) > _SQRT2_MANT
+    m = f32_from_bits((bits & _MANT_MASK) | (_HALF_BITS if big else _ONE_BITS))
+    # (Numba widens int32 arithmetic to 64 bits; the casts keep the lanes 32-bit)
+    e = np.int32(np.int32(bits >> np.uint32(23)) - np.int32(127) + (np.int32(1) if big else np.int32(0)))
     f = m - _ONE
     s = f / (_TWO + f)
     s2 = s * s
@@ -153,22 +165,24 @@ def log_unit(u):
 
 @scalar_rule
 def normal_pair(x0, x1):
-    """Box-Muller of two Philox words: two float32 standard normals ``r * (cos, sin)``."""
-    u = _F((_U64(x0) >> _SHIFT8) + _U64(1)) * _TWO_M24
+    """Box-Muller of two Philox words: two float32 standard normals ``r * (cos, sin)``.
+    Written in 32-bit integer and float32 lanes only (the words are 32-bit), so that a
+    loop over pairs vectorises sixteen to a register."""
+    a = np.uint32(x0)
+    b = np.uint32(x1)
+    u = _F(np.int32(np.int32(a >> np.uint32(8)) + np.int32(1))) * _TWO_M24
     r = _F(np.sqrt(_MINUS_TWO * log_unit(u)))
-    k = ((_U64(x1) >> _SHIFT8) + _QUARTER_TURN) & _TURN_MASK
-    q = k >> _U64(22)
-    p = _F(np.int64(k & _QUADRANT_MASK) - np.int64(1 << 21)) * _HALF_PI_M22
+    k = np.uint32(np.uint32((b >> np.uint32(8)) + np.uint32(1 << 21)) & np.uint32((1 << 24) - 1))
+    q = np.uint32(k >> np.uint32(22))
+    p = _F(np.int32(np.int32(k & np.uint32((1 << 22) - 1)) - np.int32(1 << 21))) * _HALF_PI_M22
     p2 = p * p
     sin_p = p + p * p2 * (_S3 + p2 * (_S5 + p2 * (_S7 + p2 * _S9)))
     cos_p = _ONE + p2 * (_K2 + p2 * (_K4 + p2 * (_K6 + p2 * _K8)))
-    odd = (q & _U64(1)) != 0
+    odd = (q & np.uint32(1)) != np.uint32(0)
     c = sin_p if odd else cos_p
     s = cos_p if odd else sin_p
-    if q == _U64(1) or q == _U64(2):
-        c = -c
-    if q >= _U64(2):
-        s = -s
+    c = -c if (q == np.uint32(1)) | (q == np.uint32(2)) else c
+    s = -s if q >= np.uint32(2) else s
     return r * c, r * s
 
 
@@ -197,12 +211,27 @@ def standard_normal(position, stream, step, param_key, k0, k1):
 
 
 @scalar_rule
+def rounding_octet(octet, step, param_key, k0, k1):
+    """The four Philox words that hold the rounding bits of elements ``8 * octet ..
+    8 * octet + 7`` (see the module docstring for which half goes to which element)."""
+    return quad_draw(octet, ROUNDING_STREAM, step, param_key, k0, k1)
+
+
+@scalar_rule
 def rounding_bits(position, step, param_key, k0, k1):
     """16 uniform random bits of one element, for stochastic rounding (uint64 < 2**16):
-    the low half of ``x0`` of the generator call whose counter is the element's own
-    position (a rounding happens one element at a time, so no call is shared)."""
-    x0, x1, x2, x3 = quad_draw(position, ROUNDING_STREAM, step, param_key, k0, k1)
-    return x0 & _MASK16
+    the half ``position & 1`` of word ``(position >> 1) & 3`` of the call of its octet."""
+    pos = _U64(position)
+    x0, x1, x2, x3 = rounding_octet(pos >> _U64(3), step, param_key, k0, k1)
+    j = (pos >> _U64(1)) & _U64(3)
+    x = x0
+    if j == _U64(1):
+        x = x1
+    if j == _U64(2):
+        x = x2
+    if j == _U64(3):
+        x = x3
+    return (x >> (_SHIFT16 * (pos & _U64(1)))) & _MASK16
 
 
 # --------------------------------------------------------------------------- host side
@@ -304,8 +333,10 @@ def rounding_bits_np(size, step, pkey, seed):
 def rounding_bits_at_np(positions, step, pkey, seed):
     """What :func:`rounding_bits` gives for the elements at ``positions`` of one tensor."""
     pos = np.asarray(positions, dtype=np.uint64)
-    c1 = ((pos >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
+    octet = pos >> _U64(3)
+    c1 = ((octet >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
     seed = int(seed) & ((1 << 64) - 1)
-    x0, _, _, _ = philox4x32_np(pos & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
-                                seed & 0xFFFFFFFF, seed >> 32)
-    return x0 & _MASK16
+    words = philox4x32_np(octet & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
+                          seed & 0xFFFFFFFF, seed >> 32)
+    x = np.choose(((pos >> _U64(1)) & _U64(3)).astype(np.intp), words)
+    return (x >> (_SHIFT16 * (pos & _U64(1)))) & _MASK16

@@ -15,14 +15,16 @@ tensors share a launch.  Per tensor ``t``:
 
 and the 64-bit seed arrives as four 16-bit scalars (every piece is exact in float32).
 """
+import numba
 import numpy as np
 from numba import prange
 
-from ._common import coupled_grad, cpu_kernel, load, master_slice, master_view, scalar_rule, store_weight, view
-from .counter_rng import NOISE_STREAM, normal_quad, standard_normal, word_from_halves
+from ._common import (coupled_grad, cpu_kernel, load, master_slice, master_view, scalar_rule, stack_buffer,
+                      store_weight, view, weight_target)
+from .counter_rng import NOISE_STREAM, normal_pair, quad_draw, standard_normal, word_from_halves
 
-#: elements whose normals are generated ahead of their update (a multiple of 4; the
-#: buffer stays in L1)
+#: elements whose generator words are computed ahead of their update (a multiple of 4;
+#: the buffer stays in L1)
 NOISE_CHUNK = 1024
 
 
@@ -58,20 +60,31 @@ def multi_sgld_update_cpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
             z = standard_normal(start + i, NOISE_STREAM, step, key, k0, k1)
             new_w = sgld_step(load(w32, i), load(g, i), z, sqrt_lr, half_lr, wd, rescale, clip)
             store_weight(w, w32, i, new_w, master_fmt)
-        # the normals of whole quads go through a small buffer, a chunk at a time: both
-        # loops then vectorise (one generator call per four elements)
-        buf = np.empty(NOISE_CHUNK, np.float32)
+        # whole quads, a chunk at a time, in two loops that each vectorise: the generator's
+        # words (one call per four elements, 64-bit lanes) into a small buffer on the
+        # stack, then their Box-Muller pairs (32-bit lanes, sixteen to a register) fused
+        # with the update of the two elements, so that the loads and stores of the
+        # operands overlap the arithmetic of the normals
+        words = numba.carray(stack_buffer(NOISE_CHUNK, np.uint32), (NOISE_CHUNK,))
         for c in range(0, 4 * quads, NOISE_CHUNK):
             m = min(NOISE_CHUNK, 4 * quads - c)
+            lo = head + c
+            gc, mc = g[lo:lo + m], master_slice(w32, lo, lo + m)
+            wc = weight_target(w[lo:lo + m], mc, master_fmt)
             q0 = first + c // 4
             for j in range(m // 4):
-                buf[4 * j], buf[4 * j + 1], buf[4 * j + 2], buf[4 * j + 3] = normal_quad(
-                    q0 + j, NOISE_STREAM, step, key, k0, k1)
-            lo = head + c
-            wc, gc, mc = w[lo:lo + m], g[lo:lo + m], master_slice(w32, lo, lo + m)
-            for r in range(m):
-                new_w = sgld_step(load(mc, r), load(gc, r), buf[r], sqrt_lr, half_lr, wd, rescale, clip)
+                x0, x1, x2, x3 = quad_draw(q0 + j, NOISE_STREAM, step, key, k0, k1)
+                words[4 * j] = np.uint32(x0)
+                words[4 * j + 1] = np.uint32(x1)
+                words[4 * j + 2] = np.uint32(x2)
+                words[4 * j + 3] = np.uint32(x3)
+            for p in range(m // 2):
+                z0, z1 = normal_pair(words[2 * p], words[2 * p + 1])
+                r = 2 * p
+                new_w = sgld_step(load(mc, r), load(gc, r), z0, sqrt_lr, half_lr, wd, rescale, clip)
                 store_weight(wc, mc, r, new_w, master_fmt)
+                new_w = sgld_step(load(mc, r + 1), load(gc, r + 1), z1, sqrt_lr, half_lr, wd, rescale, clip)
+                store_weight(wc, mc, r + 1, new_w, master_fmt)
         for i in range(head + 4 * quads, n):
             z = standard_normal(start + i, NOISE_STREAM, step, key, k0, k1)
             new_w = sgld_step(load(w32, i), load(g, i), z, sqrt_lr, half_lr, wd, rescale, clip)

@@ -181,6 +181,74 @@ def test_rounding_bits_are_uniform_and_match_numpy():
     assert abs(chi2 - 63) / math.sqrt(126) < 5
 
 
+def test_rounding_bits_take_eight_elements_from_one_call():
+    """The documented layout: element 8R + 2j + h gets half h of word j of the call whose
+    counter is the octet R on the rounding stream."""
+    n = 8 * 1000 + 5
+    step, pkey = 6, 11
+    octets = np.arange((n + 7) // 8, dtype=np.uint64)
+    words = cr.philox4x32_np(octets, U64(cr.ROUNDING_STREAM << 16), U64(step), U64(pkey),
+                             SEED & 0xFFFFFFFF, SEED >> 32)
+    expected = np.stack([part for x in words for part in (x & U64(0xFFFF), x >> U64(16))], axis=1)
+    assert np.array_equal(cr.rounding_bits_np(n, step, pkey, SEED), expected.ravel()[:n])
+    # positions past 2**32 octets use the counter's second word
+    far = np.array([8 << 32, (8 << 32) + 13], dtype=np.int64)
+    c1 = U64((1 | (cr.ROUNDING_STREAM << 16)))
+    w = cr.philox4x32_np(np.array([0, 1], dtype=np.uint64), c1, U64(step), U64(pkey), SEED & 0xFFFFFFFF, SEED >> 32)
+    assert np.array_equal(cr.rounding_bits_at_np(far, step, pkey, SEED), [w[0][0] & U64(0xFFFF), w[2][1] >> U64(16)])
+
+
+def test_rounding_bits_of_an_octet_are_uniform_and_uncorrelated():
+    """The eight 16-bit values one call gives (and the next call's) are each uniform and
+    pairwise uncorrelated, as are their low bits (the bits a rounding decision rests on
+    when the dropped part is small)."""
+    n = 8 << 16
+    bits = cr.rounding_bits_np(n, 2, 3, SEED).astype(np.float64).reshape(-1, 8)
+    m = bits.shape[0]
+    for lane in range(8):
+        u = (bits[:, lane] + 0.5) / 65536
+        assert abs(u.mean() - 0.5) / math.sqrt(1 / 12 / m) < 5, lane
+        counts = np.bincount((bits[:, lane] // 1024).astype(np.int64), minlength=64)
+        chi2 = np.sum((counts - m / 64) ** 2 / (m / 64))
+        assert abs(chi2 - 63) / math.sqrt(126) < 5, lane
+    low = bits % 256
+    for a in range(8):
+        for b in range(a + 1, 8):
+            assert _corr_z(bits[:, a], bits[:, b]) < 5, (a, b)
+            assert _corr_z(low[:, a], low[:, b]) < 5, (a, b)
+        assert _corr_z(bits[:-1, a], bits[1:, a]) < 5, a       # same lane, next octet
+
+
+@pytest.mark.parametrize("offset", [0, 3, 8, 13])
+@pytest.mark.parametrize("start, length", [(0, 1), (0, 37), (5, 64), (11, 1000), (0, launch.BLOCK)])
+def test_cpu_rounding_buffer_holds_each_elements_bits(start, length, offset):
+    """What ``store_weight`` reads on the CPU (the per-block buffer ``master_view`` fills)
+    is ``rounding_bits`` of the element's position, for any block start and any position
+    of the tensor's element 0 (rows of a row-sparse update)."""
+    from numba import njit
+    from mxopt_numba.kernels._common import master_view
+
+    @njit(error_model="numpy")
+    def read_bits(ptrs, start, length, w_fmt, table):
+        w32 = master_view(ptrs, 0, start, length, w_fmt, table)
+        out = np.empty(length, np.uint64)
+        for i in range(length):
+            out[i] = w32[6][i]
+        return out
+    w = np.zeros(start + length, np.int16)
+    ptrs = np.array([[w.ctypes.data, 0, 0]], dtype=np.int64)
+    step, pkey = 9, 4
+    table = np.array([[step, pkey, SEED & 0xFFFFFFFF, SEED >> 32, offset]], dtype=np.uint32)
+    got = read_bits(ptrs, start, length, w[:0], table)
+    ref = cr.rounding_bits_at_np(np.arange(start, start + length) + offset, step, pkey, SEED)
+    assert np.array_equal(got, ref)
+
+
+def test_cpu_blocks_fit_the_rounding_buffer():
+    from mxopt_numba.kernels import _common
+    assert _common.ROUNDING_BUFFER >= launch.BLOCK + 16
+
+
 def test_param_keys():
     assert cr.param_key(0) == 0 and cr.param_key(12345) == 12345
     names = [cr.param_key(s) for s in ("fc1_weight", "fc1_bias", "0", "1")]

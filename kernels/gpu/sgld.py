@@ -2,7 +2,7 @@
 columns.  A thread takes whole quads (one generator call feeds four neighbours)."""
 from numba import cuda
 
-from ..counter_rng import NOISE_STREAM, normal_quad, standard_normal, word_from_halves
+from ..counter_rng import NOISE_STREAM, normal_pair, quad_draw, standard_normal, word_from_halves
 from ..sgld import sgld_step
 from ._common import gpu_kernel, load, master_view, store_weight, view
 
@@ -25,7 +25,9 @@ def multi_sgld_update_gpu(blocks, ptrs, lrs, wds, coefs, w_fmt, g_fmt, master_fm
         first = (start + head) // 4
         for j in range(cuda.threadIdx.x, quads, cuda.blockDim.x):
             i = head + 4 * j
-            z0, z1, z2, z3 = normal_quad(first + j, NOISE_STREAM, step, key, k0, k1)
+            x0, x1, x2, x3 = quad_draw(first + j, NOISE_STREAM, step, key, k0, k1)
+            z0, z1 = normal_pair(x0, x1)
+            z2, z3 = normal_pair(x2, x3)
             new_w = sgld_step(load(w32, i), load(g, i), z0, sqrt_lr, half_lr, wd, rescale, clip)
             store_weight(w, w32, i, new_w, master_fmt)
             new_w = sgld_step(load(w32, i + 1), load(g, i + 1), z1, sqrt_lr, half_lr, wd, rescale, clip)

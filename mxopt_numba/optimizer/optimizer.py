@@ -18,7 +18,7 @@ import numpy as np
 from .. import _device
 from .. import registry as _registry_mod
 from . import _rules
-from ..kernels import counter_rng
+from ..kernels import _common, counter_rng
 from ..sparse import RowSparseArray
 from . import _plan
 from .._state_tree import map_state, state_leaves
@@ -668,6 +668,10 @@ class Optimizer:
             if plan.backend is not _plan.HOST:
                 from numba import cuda
                 table = cuda.to_device(table)
+            elif group.blocks.shape[0] and int(group.blocks[:, 2].max()) > _common.ROUNDING_BUFFER - 16:
+                # the CPU kernels read each block's rounding bits from a fixed-size buffer
+                raise RuntimeError("stochastic rounding: CPU blocks of %d elements exceed the rounding "
+                                   "buffer" % int(group.blocks[:, 2].max()))
             group.master_fmt = table
 
     def _plan_for(self, indices, weights, grads, states):
