@@ -64,8 +64,7 @@ def ready(dispatcher, args):
 
 
 def _first_sight(key, dispatcher, args):
-    compile_ = getattr(dispatcher, "compile", None)
-    if compile_ is None or not enabled():
+    if not hasattr(dispatcher, "compile") or not enabled():
         _states[key] = _READY                 # plain Python (NUMBA_DISABLE_JIT) or turned off
         return _READY
     signature = tuple(dispatcher.typeof_pyval(a) for a in args)

@@ -101,14 +101,15 @@ _C3, _C5, _C7, _C9 = _F(1 / 3), _F(1 / 5), _F(1 / 7), _F(1 / 9)
 _S3, _S5, _S7, _S9 = _F(-1 / 6), _F(1 / 120), _F(-1 / 5040), _F(1 / 362880)
 _K2, _K4, _K6, _K8 = _F(-1 / 2), _F(1 / 24), _F(-1 / 720), _F(1 / 40320)
 
-_EXP_BIAS = np.int64(127)
+_EXP_BIAS = np.int32(127)
 _MANT_MASK = np.uint32(0x007FFFFF)
 _ONE_BITS = np.uint32(0x3F800000)
 _HALF_BITS = np.uint32(0x3F000000)
 _SQRT2_MANT = np.uint32(0x003504F3)      # mantissa bits of sqrt(2)
-_QUARTER_TURN = _U64(1 << 21)
-_TURN_MASK = _U64((1 << 24) - 1)
-_QUADRANT_MASK = _U64((1 << 22) - 1)
+_QUARTER_TURN = np.uint32(1 << 21)
+_TURN_MASK = np.uint32((1 << 24) - 1)
+_QUADRANT_MASK = np.uint32((1 << 22) - 1)
+_QUADRANT_CENTRE = np.int32(1 << 21)      # the axis inside a quadrant's range of k
 
 
 # --------------------------------------------------------------------------- Philox
@@ -155,7 +156,7 @@ def log_unit(u):
     big = (bits & _MANT_MASK) > _SQRT2_MANT
     m = f32_from_bits((bits & _MANT_MASK) | (_HALF_BITS if big else _ONE_BITS))
     # (Numba widens int32 arithmetic to 64 bits; the casts keep the lanes 32-bit)
-    e = np.int32(np.int32(bits >> np.uint32(23)) - np.int32(127) + (np.int32(1) if big else np.int32(0)))
+    e = np.int32(np.int32(bits >> np.uint32(23)) - _EXP_BIAS + (np.int32(1) if big else np.int32(0)))
     f = m - _ONE
     s = f / (_TWO + f)
     s2 = s * s
@@ -172,9 +173,9 @@ def normal_pair(x0, x1):
     b = np.uint32(x1)
     u = _F(np.int32(np.int32(a >> np.uint32(8)) + np.int32(1))) * _TWO_M24
     r = _F(np.sqrt(_MINUS_TWO * log_unit(u)))
-    k = np.uint32(np.uint32((b >> np.uint32(8)) + np.uint32(1 << 21)) & np.uint32((1 << 24) - 1))
+    k = np.uint32(np.uint32((b >> np.uint32(8)) + _QUARTER_TURN) & _TURN_MASK)
     q = np.uint32(k >> np.uint32(22))
-    p = _F(np.int32(np.int32(k & np.uint32((1 << 22) - 1)) - np.int32(1 << 21))) * _HALF_PI_M22
+    p = _F(np.int32(np.int32(k & _QUADRANT_MASK) - _QUADRANT_CENTRE)) * _HALF_PI_M22
     p2 = p * p
     sin_p = p + p * p2 * (_S3 + p2 * (_S5 + p2 * (_S7 + p2 * _S9)))
     cos_p = _ONE + p2 * (_K2 + p2 * (_K4 + p2 * (_K6 + p2 * _K8)))
@@ -304,7 +305,7 @@ def normal_pair_np(x0, x1):
     r = np.sqrt(_MINUS_TWO * log_unit_np(u)).astype(np.float32)
     k = ((x1 >> _SHIFT8) + _QUARTER_TURN) & _TURN_MASK
     q = k >> _U64(22)
-    p = ((k & _QUADRANT_MASK).astype(np.int64) - np.int64(1 << 21)).astype(np.float32) * _HALF_PI_M22
+    p = ((k & _QUADRANT_MASK).astype(np.int64) - _QUADRANT_CENTRE).astype(np.float32) * _HALF_PI_M22
     p2 = p * p
     sin_p = p + p * p2 * (_S3 + p2 * (_S5 + p2 * (_S7 + p2 * _S9)))
     cos_p = _ONE + p2 * (_K2 + p2 * (_K4 + p2 * (_K6 + p2 * _K8)))
