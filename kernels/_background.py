@@ -1,46 +1,67 @@
-"""Compiling kernels off the training loop's thread.
+"""Compiling kernels away from the training loop.
 
 A kernel that is neither compiled in this process nor in the disk cache costs about a
 second to compile with threads (``parallel=True``) and a third of that without.  Rather
 than stall the first step for the parallel version, the launch layer asks
 :func:`ready`: when the answer is no, the step runs the kernel's single-threaded twin
-(same loop, same scalar rule, same bits) and the parallel version compiles in a
-background thread, to be used from the first launch after it is done.  Compiled helpers
-with a slower pure-Python path (the header checks of reused plans) use it the same way.
+(same loop, same scalar rule, same bits) and the parallel version is compiled by a
+helper process, which leaves it in the disk cache; the first launch after that loads it
+(milliseconds) and runs threaded.  Compiled helpers with a slower pure-Python path (the
+header checks of reused plans) use it the same way.
+
+Why a process and not a thread: Numba's type inference enters and leaves
+``warnings.catch_warnings`` for every constraint it solves, and that context manager
+swaps module-wide state (``warnings.filters``, ``warnings.showwarning``).  A compiling
+thread therefore made warnings raised meanwhile on the user's thread disappear or land
+in the wrong place (a ``pytest.warns`` block saw nothing, and an unlucky interleaving
+left a dead recorder installed for the rest of the process).  A process shares only the
+disk cache.  It also never holds this process's compiler lock, so ``fork`` and cache
+loads need no care.
 
 What makes this safe:
 
 * a kernel and its twin compute identical results (``tests/test_background_compile.py``
   checks every rule), so when the switch happens never changes a trajectory;
-* the worker is not a daemon: interpreter exit waits for the compile it is running (and
-  the result reaches the disk cache, so the next process starts warm);
-* ``fork`` waits for the worker to go idle first: a child must not inherit Numba's
-  compiler lock held by a thread that does not exist in it;
-* only the worker compiles what it was given; a launch whose types it has never seen
-  asks again, so a second dtype or rule is queued the same way;
-* a compile that fails in the worker is reported once as a warning and the launch keeps
-  the fallback.
+* the helper compiles only dispatchers it finds under the same module and name as here,
+  with the signature this process would compile, from the same source files; what it
+  cannot reach (``__main__``, nested functions, no disk cache) compiles on the launching
+  thread as in plain Numba;
+* a compile that fails in the helper is reported once as a warning (with the warnings
+  the compile raised, re-raised here) and the launch keeps the twin; a helper that cannot
+  start or stops leaves every waiting kernel to compile on the launching thread;
+* interpreter exit waits for the helper to finish what it was given (the next process
+  then starts warm); a forked child closes its copies of the pipes and compiles on its
+  own thread.
 
 ``MXOPT_NUMBA_BACKGROUND_COMPILE=0`` turns this off: every kernel then compiles on the
-calling thread at its first launch, as plain Numba would.
+calling thread at its first launch, as plain Numba would.  Needs POSIX pipes; elsewhere
+kernels compile on the calling thread.
 """
 import os
+import sys
 import threading
 
 import numpy as np
 
-_READY, _PENDING, _FAILED = "ready", "pending", "failed"
+_READY, _PENDING, _STORED, _FAILED = "ready", "pending", "stored", "failed"
 
-_states = {}                 # (dispatcher, argument kinds) -> _READY / _PENDING / _FAILED
-_jobs = []                   # [(key, dispatcher, signature)], compiled in order
+_states = {}                 # (dispatcher, argument kinds) -> one of the four above
+_jobs = {}                   # job number -> (key, dispatcher, signature), until answered
+_stored = {}                 # key -> signature, compiled by the helper and not loaded yet
+_queued = []                 # (key, dispatcher, signature, where), for the helper at the next flush
 _lock = threading.Lock()
-_idle = threading.Condition(_lock)
-_worker = None
-_busy = False
+_helper = None               # the helper's Popen, once started
+_to_helper = _from_helper = None     # pipe ends (file descriptors) while it runs
+_replies = b""
+_next_job = 0
+_unavailable = False         # the helper could not start or stopped: compile here
+_forked = False
+_notices = []                # warnings to raise on a caller's thread, outside the lock
 
 
 def enabled():
-    return os.environ.get("MXOPT_NUMBA_BACKGROUND_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
+    return (os.environ.get("MXOPT_NUMBA_BACKGROUND_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
+            and os.name == "posix" and not _forked)
 
 
 def _kinds(args):
@@ -50,41 +71,60 @@ def _kinds(args):
 
 
 def ready(dispatcher, args):
-    """True when ``dispatcher(*args)`` runs without compiling on this thread: it is
-    compiled already, or its disk cache holds it (then it is loaded here, in
-    milliseconds).  Otherwise its compilation is queued for the worker (see
-    :func:`start`) and the answer is False until that is done."""
+    """True when ``dispatcher(*args)`` runs without a long compile on this thread: it is
+    compiled already, or the disk cache holds it (then it is loaded here, in
+    milliseconds).  Otherwise its compilation goes to the helper process and the answer
+    is False until the helper has stored it."""
     key = (dispatcher, _kinds(args))
     state = _states.get(key)
     if state is _READY:
         return True
     if state is None:
         state = _first_sight(key, dispatcher, args)
+    elif state is _PENDING:
+        _collect(0.0)
+        state = _states.get(key, _READY)
+    if state is _STORED:
+        _stored.pop(key, None)
+        _states[key] = state = _READY      # the call loads it from the cache
+    _raise_notices()
     return state is _READY
 
 
 def _first_sight(key, dispatcher, args):
-    if not hasattr(dispatcher, "compile") or not enabled():
-        _states[key] = _READY                 # plain Python (NUMBA_DISABLE_JIT) or turned off
+    if not hasattr(dispatcher, "compile") or not enabled() or _unavailable:
+        _states[key] = _READY                 # plain Python (NUMBA_DISABLE_JIT), or compile here
         return _READY
     signature = tuple(dispatcher.typeof_pyval(a) for a in args)
-    if signature in dispatcher.overloads:
+    if signature in dispatcher.overloads or _on_disk(dispatcher, signature) is not False:
+        # compiled, or loading from the cache takes milliseconds (an unreadable cache
+        # index leaves the decision to Numba, as without this module)
         _states[key] = _READY
         return _READY
-    cached = _on_disk(dispatcher, signature)
+    where = _importable(dispatcher)
     with _lock:
         if key in _states:
             return _states[key]
-        if cached is not False and _worker is None:
-            # loading from the cache takes milliseconds (an unreadable cache index leaves
-            # the decision to Numba, as without this module)
+        if where is None:
             _states[key] = _READY
         else:
-            # while the worker compiles it holds Numba's compiler lock, which loading from
-            # the cache needs too: queue the load ahead of the compiles, keep the fallback
             _states[key] = _PENDING
-            _jobs.insert(0 if cached else len(_jobs), (key, dispatcher, signature))
-    return _states[key]
+            _queued.append((key, dispatcher, signature, where))
+        return _states[key]
+
+
+def flush():
+    """Hand what was queued to the helper.  Called after the launch that queued it, so
+    that starting the helper does not compete with that launch's own compile of the
+    single-threaded twin."""
+    if not _queued:
+        return
+    with _lock:
+        while _queued:
+            key, dispatcher, signature, where = _queued.pop(0)
+            if not _send(key, dispatcher, signature, where):
+                _states[key] = _READY
+    _raise_notices()
 
 
 def _on_disk(dispatcher, signature):
@@ -100,75 +140,260 @@ def _on_disk(dispatcher, signature):
         return None
 
 
-def start():
-    """Start the worker if compilations are queued and it is not running.  Called after
-    the launch that queued them, so that the worker does not take Numba's compiler lock
-    while that launch still compiles its single-threaded twin."""
-    global _worker
+def _importable(dispatcher):
+    """``(module, qualified name)`` under which the helper finds this very dispatcher, or
+    None: it must be a module attribute here, with a disk cache to hand the result over."""
+    if not getattr(getattr(dispatcher, "_cache", None), "_enabled", False):
+        return None
+    func = getattr(dispatcher, "py_func", None)
+    module_name = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", "")
+    if module_name in (None, "__main__") or "<" in qualname:
+        return None
+    found = sys.modules.get(module_name)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return (module_name, qualname) if found is dispatcher else None
+
+
+# --------------------------------------------------------------------------- this side
+
+def _send(key, dispatcher, signature, where):
+    """Give the helper one job (starting it if need be); False if it cannot take it.
+    Called with the lock held."""
+    global _next_job
+    import base64
+    import json
+    import pickle
+    if _unavailable or (_helper is None and not _start_helper()):
+        return False
+    try:
+        payload = base64.b64encode(pickle.dumps(signature)).decode("ascii")
+    except Exception:          # noqa: BLE001 - a signature that does not pickle compiles here
+        return False
+    _next_job += 1
+    line = json.dumps({"job": _next_job, "module": where[0], "qualname": where[1], "signature": payload})
+    try:
+        _write_all(_to_helper, (line + "\n").encode())
+    except OSError:
+        _helper_gone()
+        return False
+    _jobs[_next_job] = (key, dispatcher, signature)
+    return True
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _start_helper():
+    global _helper, _to_helper, _from_helper, _unavailable
+    import atexit
+    import json
+    import subprocess
+    job_read, job_write = os.pipe()
+    reply_read, reply_write = os.pipe()
+    env = dict(os.environ, MXOPT_NUMBA_BACKGROUND_COMPILE="0")
+    boot = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); import %s as m; m._serve()" % __name__
+    try:
+        _helper = subprocess.Popen([sys.executable, "-c", boot, json.dumps(sys.path)], stdin=job_read,
+                                   stdout=reply_write, stderr=subprocess.DEVNULL, env=env, close_fds=True)
+    except (OSError, ValueError) as exc:
+        for fd in (job_read, job_write, reply_read, reply_write):
+            os.close(fd)
+        _unavailable = True
+        _notices.append(("mxopt_numba could not start its kernel compile process (%s: %s); kernels "
+                         "compile on the launching thread instead" % (type(exc).__name__, exc), RuntimeWarning))
+        return False
+    os.close(job_read)
+    os.close(reply_write)
+    _to_helper, _from_helper = job_write, reply_read
+    atexit.register(_finish)
+    return True
+
+
+def _collect(timeout):
+    """Read the helper's answers, waiting up to ``timeout`` seconds for the first."""
+    global _replies
+    import select
     with _lock:
-        if not _jobs or _worker is not None:
+        fd = _from_helper
+    if fd is None:
+        return
+    try:
+        readable = select.select([fd], [], [], timeout)[0]
+    except (OSError, ValueError):
+        readable = [fd]
+    if not readable:
+        return
+    with _lock:
+        if _from_helper != fd:
             return
-        _worker = threading.Thread(target=_drain, name="mxopt-numba-compile", daemon=False)
-        _worker.start()
-
-
-def _drain():
-    global _worker, _busy
-    while True:
-        with _lock:
-            if not _jobs:
-                _worker = None
-                _busy = False
-                _idle.notify_all()
-                return
-            key, dispatcher, signature = _jobs.pop(0)
-            _busy = True
         try:
-            dispatcher.compile(signature)
-        except BaseException as exc:           # noqa: BLE001 - reported, the fallback stays
-            _states[key] = _FAILED
-            _warn_failed(dispatcher, exc)
-        else:
-            _states[key] = _READY
+            data = os.read(fd, 1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            _helper_gone()
+            return
+        _replies += data
+        *lines, _replies = _replies.split(b"\n")
+        for line in lines:
+            _answer(line)
 
 
-def _warn_failed(dispatcher, exc):
-    import warnings
-    name = getattr(getattr(dispatcher, "py_func", None), "__qualname__", repr(dispatcher))
-    warnings.warn("mxopt_numba could not compile %s in the background (%s: %s); its launches keep "
-                  "the single-threaded version" % (name, type(exc).__name__, exc), RuntimeWarning)
+def _answer(line):
+    import json
+    reply = json.loads(line)
+    key, dispatcher, signature = _jobs.pop(reply["job"])
+    for module_name, name, message in reply.get("warnings", ()):
+        _notices.append((message, _warning_class(module_name, name)))
+    if reply["ok"]:
+        _states[key] = _STORED
+        _stored[key] = signature
+    elif not reply.get("found", True):
+        _states[key] = _READY          # the helper could not reach it (say, a path added since)
+    else:
+        _states[key] = _FAILED
+        name = getattr(getattr(dispatcher, "py_func", None), "__qualname__", repr(dispatcher))
+        _notices.append(("mxopt_numba could not compile %s in the background (%s); its launches keep "
+                         "the single-threaded version" % (name, reply["error"]), RuntimeWarning))
+
+
+def _warning_class(module_name, name):
+    found = sys.modules.get(module_name)
+    for part in name.split("."):
+        found = getattr(found, part, None)
+    return found if isinstance(found, type) and issubclass(found, Warning) else RuntimeWarning
+
+
+def _helper_gone():
+    """The helper stopped (or its pipe broke): what it was given compiles here."""
+    global _helper, _to_helper, _from_helper, _unavailable
+    _unavailable = True
+    code = _helper.poll() if _helper is not None else None
+    for fd in (_to_helper, _from_helper):
+        if fd is not None:
+            os.close(fd)
+    _to_helper = _from_helper = None
+    if _jobs:
+        _notices.append(("mxopt_numba's kernel compile process stopped (exit code %s); kernels compile on "
+                         "the launching thread instead" % code, RuntimeWarning))
+    for key, _, _ in _jobs.values():
+        _states[key] = _READY
+    _jobs.clear()
+
+
+def _raise_notices():
+    if _notices:
+        import warnings
+        with _lock:
+            notices = _notices[:]
+            del _notices[:]
+        for message, category in notices:
+            warnings.warn(message, category, stacklevel=3)
 
 
 def wait(timeout=None):
-    """Compile everything queued and block until that is done; True if it was within
-    ``timeout`` seconds (None: no limit)."""
-    start()
+    """Block until every kernel given to the helper is compiled, and load them; True if
+    that was within ``timeout`` seconds (None: no limit)."""
+    import time
+    flush()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while _jobs:
+        left = 0.5 if deadline is None else min(0.5, deadline - time.monotonic())
+        if left <= 0:
+            _raise_notices()
+            return False
+        _collect(left)
     with _lock:
-        return _idle.wait_for(lambda: not _jobs and _worker is None, timeout)
+        stored = [(key, _stored.pop(key)) for key in list(_stored)]
+    for (dispatcher, _), signature in stored:
+        if signature not in dispatcher.overloads:
+            dispatcher.compile(signature)      # from the cache: milliseconds
+    for key, _ in stored:
+        _states[key] = _READY
+    _raise_notices()
+    return True
 
 
 def pending():
-    """Number of compilations queued or running."""
-    with _lock:
-        return len(_jobs) + (1 if _busy else 0)
+    """Number of compilations queued for the helper or running there."""
+    _collect(0.0)
+    return len(_jobs) + len(_queued)
 
 
-def _before_fork():
-    if threading.current_thread() is not _worker:
-        with _lock:
-            _idle.wait_for(lambda: _worker is None)
+def _finish():
+    """At exit: let the helper finish what it was given (so the next process starts warm)."""
+    global _to_helper
+    helper, fd = _helper, _to_helper
+    if helper is None:
+        return
+    if fd is not None:
+        _to_helper = None
+        os.close(fd)                 # end of jobs: the helper exits after the last one
+    try:
+        helper.wait()
+    except KeyboardInterrupt:        # a second Ctrl-C: leave it to finish alone
+        pass
 
 
 def _after_fork_in_child():
-    # what was queued but not started is decided again in the child, by its own launches
-    global _lock, _idle, _busy
+    # the helper belongs to the parent; the child closes its copies of the pipes (else
+    # the helper would not see the parent's end of jobs) and compiles on its own thread
+    global _lock, _helper, _to_helper, _from_helper, _forked, _replies
     _lock = threading.Lock()
-    _idle = threading.Condition(_lock)
-    _busy = False
+    for fd in (_to_helper, _from_helper):
+        if fd is not None:
+            os.close(fd)
+    _helper = _to_helper = _from_helper = None
+    _replies = b""
+    _forked = True
     _jobs.clear()
-    for key in [k for k, state in _states.items() if state is _PENDING]:
+    _stored.clear()
+    _queued.clear()
+    _notices.clear()
+    for key in [k for k, state in _states.items() if state in (_PENDING, _STORED)]:
         del _states[key]
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- the helper
+
+def _serve():
+    """The helper's loop: one job per line on stdin, one answer per line on stdout."""
+    import base64
+    import importlib
+    import json
+    import pickle
+    import signal
+    import warnings
+    signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is for the training process
+    try:
+        os.nice(5)                                # compiling yields to the training loop
+    except OSError:
+        pass
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)                                     # stray prints must not reach the answers
+    for line in sys.stdin:
+        job = json.loads(line)
+        reply = {"job": job["job"], "ok": False, "found": False}
+        try:
+            dispatcher = importlib.import_module(job["module"])
+            for part in job["qualname"].split("."):
+                dispatcher = getattr(dispatcher, part)
+            signature = pickle.loads(base64.b64decode(job["signature"]))
+            reply["found"] = True
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                dispatcher.compile(signature)
+            reply["warnings"] = [[w.category.__module__, w.category.__qualname__, str(w.message)]
+                                 for w in caught]
+            reply["ok"] = True
+        except Exception as exc:        # noqa: BLE001 - reported to the launching process
+            reply["error"] = "%s: %s" % (type(exc).__name__, exc)
+        answers.write(json.dumps(reply) + "\n")

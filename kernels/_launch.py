@@ -112,8 +112,8 @@ def _before_first_parallel_launch():
 
 def run(kernel, n_elements, *args):
     """Call ``kernel(*args)``; small launches (and forked children) use its
-    single-threaded twin, and so do large ones while the parallel kernel compiles in the
-    background (``_background``: same bits, no compile pause in the first steps)."""
+    single-threaded twin, and so do large ones while the parallel kernel compiles in a
+    helper process (``_background``: same bits, no compile pause in the first steps)."""
     if n_elements < SERIAL_BELOW or _forked_child:
         return kernel.serial(*args)
     if not _pool_started:
@@ -121,7 +121,7 @@ def run(kernel, n_elements, *args):
     if _background.ready(kernel, args):
         return kernel(*args)
     result = kernel.serial(*args)
-    _background.start()
+    _background.flush()
     return result
 
 

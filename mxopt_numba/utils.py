@@ -84,8 +84,8 @@ def wait_for_compilation(timeout: float | None = None) -> bool:
     """Block until the kernels being compiled in the background are ready.
 
     With an empty kernel cache, a launch does not wait for its multi-threaded kernel to
-    compile: it runs the single-threaded twin (identical results) while a background
-    thread compiles, and later launches switch.  Call this before timing steps, or to
+    compile: it runs the single-threaded twin (identical results) while a helper
+    process compiles it into the disk cache, and later launches load it and switch.  Call this before timing steps, or to
     have every compile finished at a known point.  Returns False if ``timeout`` seconds
     passed first.  (``MXOPT_NUMBA_BACKGROUND_COMPILE=0`` compiles on the calling thread
     instead.)

@@ -126,11 +126,11 @@ def _list_ids(list_address, n, out):
 
 def _compiled(helper, args):
     """True when ``helper`` can run on ``args`` without compiling now; until then (a cold
-    cache: its compilation is queued for the background worker) callers take the Python
-    path, which decides the same things more slowly."""
+    cache: it is being compiled in the background) callers take the Python path, which
+    decides the same things more slowly."""
     if _background.ready(helper, args):
         return True
-    _background.start()
+    _background.flush()
     return False
 
 
