@@ -1,4 +1,4 @@
-"""Counter-based random numbers for kernels: Philox-4x32-10 and the maps built on it.
+"""Counter-based random numbers for kernels: Philox-4x32 and the maps built on it.
 
 A counter-based generator is a keyed bijection of a 128-bit counter; the random numbers
 of an element are a pure function of (key, counter), so any thread, any launch layout and
@@ -57,11 +57,17 @@ and element ``8R + 2j + h`` (``j`` in 0..3, ``h`` in 0..1) takes the half ``h`` 
     bits(8R + 2j)     = x_j & 0xFFFF          (low half)
     bits(8R + 2j + 1) = x_j >> 16             (high half)
 
-so all 128 bits of a call are used and a tensor costs one Philox-4x32-10 call per eight
-elements (the generator itself is unchanged: ten rounds, same key schedule).  Both halves
-of a word are uniform on [0, 2**16) when the word is uniform, and the words of distinct
-counters are as independent as Philox makes them; the rounding of one element still
-depends only on (seed, parameter, update count, its position).  The tests check the
+so all 128 bits of a call are used and a tensor costs one generator call per eight
+elements.  The rounding stream runs Philox-4x32 with seven rounds (same round function
+and key schedule, stopped after round seven; Random123 publishes known answers for it).
+Seven is the fewest rounds its authors found to pass TestU01's BigCrush, with ten as
+their margin for general use.  A rounding decision only needs 16 unbiased bits, and on
+two cores the generator, not memory, set the step time of SGD-momentum with stochastic
+rounding: seven rounds make it faster than the float32-master path, ten did not.  SGLD's
+noise, which is the sampler's randomness itself, keeps ten.  Both halves of a word are
+uniform on [0, 2**16) when the word is uniform, and the words of distinct counters are
+as independent as Philox makes them; the rounding of one element still depends only on
+(seed, parameter, update count, its position).  The tests check the
 halves' uniformity and the lack of correlation between the eight elements of an octet.
 The CPU kernels fill a per-block buffer with the bits of the block's octets
 (``rounding_octet`` in a vectorised loop) and read them back per element; the CUDA twins
@@ -78,6 +84,9 @@ from ._scalar import f32_from_bits, f32_to_bits, scalar_rule
 #: the same seed, step and element never see the same numbers
 NOISE_STREAM = 1
 ROUNDING_STREAM = 2
+
+#: Philox rounds of the rounding stream (the noise stream keeps the standard ten)
+ROUNDING_ROUNDS = 7
 
 _U64 = np.uint64
 _MASK32 = _U64(0xFFFFFFFF)
@@ -118,9 +127,16 @@ _QUADRANT_CENTRE = np.int32(1 << 21)      # the axis inside a quadrant's range o
 def philox4x32(c0, c1, c2, c3, k0, k1):
     """Philox-4x32-10 of counter ``(c0, c1, c2, c3)`` under key ``(k0, k1)`` (32-bit words
     in uint64 values); returns the four output words."""
+    return philox4x32_rounds(c0, c1, c2, c3, k0, k1, 10)
+
+
+@scalar_rule
+def philox4x32_rounds(c0, c1, c2, c3, k0, k1, rounds):
+    """Philox-4x32 with ``rounds`` rounds (a constant at every call, so that the loop
+    unrolls)."""
     c0, c1, c2, c3 = _U64(c0), _U64(c1), _U64(c2), _U64(c3)
     k0, k1 = _U64(k0), _U64(k1)
-    for _ in range(10):
+    for _ in range(rounds):
         p0 = _MUL_A * c0
         p1 = _MUL_B * c2
         c0, c1, c2, c3 = ((p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32,
@@ -139,11 +155,18 @@ def word_from_halves(hi, lo):
 
 @scalar_rule
 def quad_draw(quad, stream, step, param_key, k0, k1):
-    """The four Philox words of elements ``4 * quad .. 4 * quad + 3`` (see the counter
-    layout in the module docstring)."""
-    quad = _U64(quad)
-    c1 = ((quad >> _SHIFT32) & _MASK16) | (_U64(stream) << _SHIFT16)
-    return philox4x32(quad & _MASK32, c1, step, param_key, k0, k1)
+    """The four Philox-4x32-10 words of elements ``4 * quad .. 4 * quad + 3`` (see the
+    counter layout in the module docstring)."""
+    return counter_words(quad, stream, step, param_key, k0, k1, 10)
+
+
+@scalar_rule
+def counter_words(index, stream, step, param_key, k0, k1, rounds):
+    """The Philox-4x32 words of call ``index`` on ``stream`` (the counter layout of the
+    module docstring), with ``rounds`` rounds."""
+    index = _U64(index)
+    c1 = ((index >> _SHIFT32) & _MASK16) | (_U64(stream) << _SHIFT16)
+    return philox4x32_rounds(index & _MASK32, c1, step, param_key, k0, k1, rounds)
 
 
 # --------------------------------------------------------------------------- float32 maps
@@ -213,9 +236,9 @@ def standard_normal(position, stream, step, param_key, k0, k1):
 
 @scalar_rule
 def rounding_octet(octet, step, param_key, k0, k1):
-    """The four Philox words that hold the rounding bits of elements ``8 * octet ..
+    """The four Philox-4x32-7 words that hold the rounding bits of elements ``8 * octet ..
     8 * octet + 7`` (see the module docstring for which half goes to which element)."""
-    return quad_draw(octet, ROUNDING_STREAM, step, param_key, k0, k1)
+    return counter_words(octet, ROUNDING_STREAM, step, param_key, k0, k1, ROUNDING_ROUNDS)
 
 
 @scalar_rule
@@ -263,11 +286,12 @@ def word_halves(words):
     return (words >> 16).astype(np.float64), (words & 0xFFFF).astype(np.float64)
 
 
-def philox4x32_np(c0, c1, c2, c3, k0, k1):
-    """NumPy Philox-4x32-10: the same words as :func:`philox4x32`, element-wise."""
+def philox4x32_np(c0, c1, c2, c3, k0, k1, rounds=10):
+    """NumPy Philox-4x32 (ten rounds unless told): the same words as
+    :func:`philox4x32_rounds`, element-wise."""
     c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) & _MASK32 for c in np.broadcast_arrays(c0, c1, c2, c3))
     k0, k1 = _U64(k0) & _MASK32, _U64(k1) & _MASK32
-    for _ in range(10):
+    for _ in range(rounds):
         p0 = _MUL_A * c0
         p1 = _MUL_B * c2
         c0, c1, c2, c3 = ((p1 >> _SHIFT32) ^ c1 ^ k0, p1 & _MASK32,
@@ -338,6 +362,6 @@ def rounding_bits_at_np(positions, step, pkey, seed):
     c1 = ((octet >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
     seed = int(seed) & ((1 << 64) - 1)
     words = philox4x32_np(octet & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
-                          seed & 0xFFFFFFFF, seed >> 32)
+                          seed & 0xFFFFFFFF, seed >> 32, ROUNDING_ROUNDS)
     x = np.choose(((pos >> _U64(1)) & _U64(3)).astype(np.intp), words)
     return (x >> (_SHIFT16 * (pos & _U64(1)))) & _MASK16

@@ -1,7 +1,8 @@
-"""The counter-based generator (Philox-4x32-10 + Box-Muller) and SGLD's in-kernel noise:
-known answers, the documented map, the distribution, and the properties a counter-based
-stream promises (same numbers whatever the threads, the aggregation, the block layout or
-the device; repeatable for a seed; resumable from saved settings)."""
+"""The counter-based generators (Philox-4x32-10 + Box-Muller for SGLD's noise,
+Philox-4x32-7 for rounding bits): known answers, the documented map, the distribution,
+and the properties a counter-based stream promises (same numbers whatever the threads,
+the aggregation, the block layout or the device; repeatable for a seed; resumable from
+saved settings)."""
 import math
 import pickle
 
@@ -23,6 +24,14 @@ PHILOX_KAT = [
      (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
 ]
 
+# and for Philox-4x32-7, the rounding stream's generator
+PHILOX_7_KAT = [
+    ((0, 0, 0, 0), (0, 0), (0x5F6FB709, 0x0D893F64, 0x4F121F81, 0x4F730A48)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x5207DDC2, 0x45165E59, 0x4D8EE751, 0x8C52F662)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0x4DFCCABA, 0x190A87F0, 0xC47362BA, 0xB6B5242A)),
+]
+
 SEED = 0x9E3779B97F4A7C15
 
 
@@ -32,6 +41,21 @@ def test_philox_known_answers(counter, key, expected):
     assert tuple(int(x) for x in got) == expected
     got_np = cr.philox4x32_np(*[np.array([c], dtype=np.uint64) for c in counter], *key)
     assert tuple(int(x[0]) for x in got_np) == expected
+
+
+@pytest.mark.parametrize("counter, key, expected", PHILOX_7_KAT)
+def test_philox_seven_rounds_known_answers(counter, key, expected):
+    assert cr.ROUNDING_ROUNDS == 7
+    got = cr.philox4x32_rounds(*[U64(c) for c in counter], *[U64(k) for k in key], 7)
+    assert tuple(int(x) for x in got) == expected
+    got_np = cr.philox4x32_np(*[np.array([c], dtype=np.uint64) for c in counter], *key, rounds=7)
+    assert tuple(int(x[0]) for x in got_np) == expected
+    # the rounding stream's words are these, under its counter layout
+    c1 = U64(cr.ROUNDING_STREAM << 16)
+    octet = cr.rounding_octet(U64(counter[0]), U64(counter[2]), U64(counter[3]), U64(key[0]), U64(key[1]))
+    assert tuple(int(x) for x in octet) == tuple(
+        int(x) for x in cr.philox4x32_rounds(U64(counter[0]), c1, U64(counter[2]), U64(counter[3]),
+                                             U64(key[0]), U64(key[1]), 7))
 
 
 def _kernel_normals(size, step, pkey, seed, stream=cr.NOISE_STREAM):
@@ -188,13 +212,14 @@ def test_rounding_bits_take_eight_elements_from_one_call():
     step, pkey = 6, 11
     octets = np.arange((n + 7) // 8, dtype=np.uint64)
     words = cr.philox4x32_np(octets, U64(cr.ROUNDING_STREAM << 16), U64(step), U64(pkey),
-                             SEED & 0xFFFFFFFF, SEED >> 32)
+                             SEED & 0xFFFFFFFF, SEED >> 32, rounds=7)
     expected = np.stack([part for x in words for part in (x & U64(0xFFFF), x >> U64(16))], axis=1)
     assert np.array_equal(cr.rounding_bits_np(n, step, pkey, SEED), expected.ravel()[:n])
     # positions past 2**32 octets use the counter's second word
     far = np.array([8 << 32, (8 << 32) + 13], dtype=np.int64)
     c1 = U64((1 | (cr.ROUNDING_STREAM << 16)))
-    w = cr.philox4x32_np(np.array([0, 1], dtype=np.uint64), c1, U64(step), U64(pkey), SEED & 0xFFFFFFFF, SEED >> 32)
+    w = cr.philox4x32_np(np.array([0, 1], dtype=np.uint64), c1, U64(step), U64(pkey), SEED & 0xFFFFFFFF, SEED >> 32,
+                         rounds=7)
     assert np.array_equal(cr.rounding_bits_at_np(far, step, pkey, SEED), [w[0][0] & U64(0xFFFF), w[2][1] >> U64(16)])
 
 
