@@ -141,8 +141,9 @@ def _on_disk(dispatcher, signature):
 
 
 def _importable(dispatcher):
-    """``(module, qualified name)`` under which the helper finds this very dispatcher, or
-    None: it must be a module attribute here, with a disk cache to hand the result over."""
+    """``(module, qualified name, source file)`` under which the helper finds this very
+    dispatcher, or None: it must be a module attribute here, with a disk cache to hand
+    the result over."""
     if not getattr(getattr(dispatcher, "_cache", None), "_enabled", False):
         return None
     func = getattr(dispatcher, "py_func", None)
@@ -153,7 +154,8 @@ def _importable(dispatcher):
     found = sys.modules.get(module_name)
     for part in qualname.split("."):
         found = getattr(found, part, None)
-    return (module_name, qualname) if found is dispatcher else None
+    filename = getattr(getattr(func, "__code__", None), "co_filename", None)
+    return (module_name, qualname, filename) if found is dispatcher else None
 
 
 # --------------------------------------------------------------------------- this side
@@ -172,7 +174,8 @@ def _send(key, dispatcher, signature, where):
     except Exception:          # noqa: BLE001 - a signature that does not pickle compiles here
         return False
     _next_job += 1
-    line = json.dumps({"job": _next_job, "module": where[0], "qualname": where[1], "signature": payload})
+    line = json.dumps({"job": _next_job, "module": where[0], "qualname": where[1], "file": where[2],
+                       "signature": payload})
     try:
         _write_all(_to_helper, (line + "\n").encode())
     except OSError:
@@ -192,16 +195,23 @@ def _start_helper():
     import atexit
     import json
     import subprocess
-    job_read, job_write = os.pipe()
-    reply_read, reply_write = os.pipe()
     env = dict(os.environ, MXOPT_NUMBA_BACKGROUND_COMPILE="0")
     boot = "import sys, json; sys.path[:] = json.loads(sys.argv[1]); import %s as m; m._serve()" % __name__
+    # the helper looks modules up where this process would now: relative entries
+    # resolved against the current folder, entries that are not paths left out
+    path = [os.path.abspath(os.fspath(p)) for p in sys.path if isinstance(p, (str, os.PathLike))]
+    fds = []
     try:
-        _helper = subprocess.Popen([sys.executable, "-c", boot, json.dumps(sys.path)], stdin=job_read,
+        job_read, job_write = os.pipe()
+        fds += [job_read, job_write]
+        reply_read, reply_write = os.pipe()
+        fds += [reply_read, reply_write]
+        _helper = subprocess.Popen([sys.executable or "python", "-c", boot, json.dumps(path)], stdin=job_read,
                                    stdout=reply_write, stderr=subprocess.DEVNULL, env=env, close_fds=True)
-    except (OSError, ValueError) as exc:
-        for fd in (job_read, job_write, reply_read, reply_write):
+    except Exception as exc:       # noqa: BLE001 - no helper (no fork, no fds, no interpreter...)
+        for fd in fds:
             os.close(fd)
+        _helper = None
         _unavailable = True
         _notices.append(("mxopt_numba could not start its kernel compile process (%s: %s); kernels "
                          "compile on the launching thread instead" % (type(exc).__name__, exc), RuntimeWarning))
@@ -245,8 +255,12 @@ def _collect(timeout):
 
 def _answer(line):
     import json
-    reply = json.loads(line)
-    key, dispatcher, signature = _jobs.pop(reply["job"])
+    try:
+        reply = json.loads(line)
+        key, dispatcher, signature = _jobs.pop(reply["job"])
+    except (ValueError, TypeError, KeyError):
+        _helper_gone()             # not what the helper writes: stop trusting it
+        return
     for module_name, name, message in reply.get("warnings", ()):
         _notices.append((message, _warning_class(module_name, name)))
     if reply["ok"]:
@@ -387,7 +401,10 @@ def _serve():
             for part in job["qualname"].split("."):
                 dispatcher = getattr(dispatcher, part)
             signature = pickle.loads(base64.b64decode(job["signature"]))
-            reply["found"] = True
+            # another file of the same name would fill a cache this process never reads
+            reply["found"] = _same_file(dispatcher.py_func.__code__.co_filename, job["file"])
+            if not reply["found"]:
+                raise LookupError("%s is defined in another file here" % job["qualname"])
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 dispatcher.compile(signature)
@@ -397,3 +414,10 @@ def _serve():
         except Exception as exc:        # noqa: BLE001 - reported to the launching process
             reply["error"] = "%s: %s" % (type(exc).__name__, exc)
         answers.write(json.dumps(reply) + "\n")
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError, ValueError):
+        return a == b

@@ -235,8 +235,9 @@ def test_warnings_on_the_users_thread_survive_a_background_compile(tmp_path):
 
 
 _HELPER_OUTCOMES = textwrap.dedent("""
-    import sys, warnings
+    import pathlib, sys, warnings
     sys.path.insert(0, sys.argv[1])
+    sys.path.append(pathlib.Path("not-a-str-entry"))     # the helper's path is built from these too
     import numba
     from mxopt_numba.kernels import _background
     import helpers
@@ -272,6 +273,37 @@ def test_the_helper_process_compiles_what_it_can_reach_and_reports_what_fails(tm
     # one keeps its fallback and was never compiled here either
     assert loaded == "15 True 0"
     assert "could not compile bad" in failures and "no_such_attribute" in failures
+
+
+_OTHER_FILE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from mxopt_numba.kernels import _background
+    import helpers
+    sys.path[0] = sys.argv[2]          # where a different helpers.py lies
+    first = _background.ready(helpers.good, (1,))
+    waited = _background.wait(timeout=200)
+    print(first, waited, _background.ready(helpers.good, (1,)), helpers.good(5), bool(helpers.good.stats.cache_hits))
+""")
+
+
+def test_the_helper_never_compiles_another_file_of_the_same_name(tmp_path):
+    """When the module name leads the helper to a different file (the search path
+    changed since), it compiles nothing: the kernel compiles here, from its own file."""
+    for name, factor in (("here", 3), ("elsewhere", 4)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "helpers.py").write_text(
+            "import numba\n\n@numba.njit(cache=True)\ndef good(x):\n    return %d * x\n" % factor)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MXOPT_NUMBA_BACKGROUND_COMPILE", None)
+    proc = subprocess.run([sys.executable, "-c", _OTHER_FILE, str(tmp_path / "here"), str(tmp_path / "elsewhere")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "True", "True", "15", "False"]
+    # and the other file was never compiled: the only cache index is this process's own
+    indexes = [name for _, _, files in os.walk(tmp_path / "cache") for name in files
+               if name.startswith("helpers.good-") and name.endswith(".nbi")]
+    assert len(indexes) == 1, indexes
 
 
 _HELPER_TROUBLE = textwrap.dedent("""
