@@ -34,8 +34,9 @@ What makes this safe:
   own thread.
 
 ``MXOPT_NUMBA_BACKGROUND_COMPILE=0`` turns this off: every kernel then compiles on the
-calling thread at its first launch, as plain Numba would.  Needs POSIX pipes; elsewhere
-kernels compile on the calling thread.
+calling thread at its first launch, as plain Numba would.  So do processes without POSIX
+pipes and those whose ``sys.executable`` is not a Python interpreter (frozen or embedding
+applications, which starting would start again).
 """
 import os
 import sys
@@ -61,7 +62,16 @@ _notices = []                # warnings to raise on a caller's thread, outside t
 
 def enabled():
     return (os.environ.get("MXOPT_NUMBA_BACKGROUND_COMPILE", "1").strip().lower() not in ("0", "false", "no", "off")
-            and os.name == "posix" and not _forked)
+            and os.name == "posix" and not _forked and _python_executable())
+
+
+def _python_executable():
+    # a frozen application's or an embedding program's executable is not an interpreter
+    # that runs ``-c``: starting it would start that program again
+    if getattr(sys, "frozen", False) or not sys.executable:
+        return False
+    name = os.path.basename(sys.executable).lower()
+    return name.startswith("python") or name.startswith("pypy")
 
 
 def _kinds(args):
@@ -206,7 +216,7 @@ def _start_helper():
         fds += [job_read, job_write]
         reply_read, reply_write = os.pipe()
         fds += [reply_read, reply_write]
-        _helper = subprocess.Popen([sys.executable or "python", "-c", boot, json.dumps(path)], stdin=job_read,
+        _helper = subprocess.Popen([sys.executable, "-c", boot, json.dumps(path)], stdin=job_read,
                                    stdout=reply_write, stderr=subprocess.DEVNULL, env=env, close_fds=True)
     except Exception as exc:       # noqa: BLE001 - no helper (no fork, no fds, no interpreter...)
         for fd in fds:

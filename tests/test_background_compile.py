@@ -348,3 +348,26 @@ def test_without_a_working_helper_kernels_compile_on_the_launching_thread(tmp_pa
     expected = "could not start" if trouble == "no-start" else "stopped"
     assert expected in notice
     np.testing.assert_array_equal(weights, out["reference"][1])
+
+
+_FROZEN = textwrap.dedent("""
+    import sys
+    sys.frozen = True                  # as in a bundled application
+    import numpy as np
+    import mxopt_numba as mxo
+    from mxopt_numba.kernels import _background, adam
+    w = [np.ones(1 << 17, np.float32)]
+    mxo.optimizer.get_updater(mxo.optimizer.create("adam", aggregate_num=np.inf))([0], [np.ones_like(w[0])], w)
+    print(_background._helper is None, len(adam.multi_adam_update_cpu.overloads))
+""")
+
+
+def test_a_frozen_application_never_starts_itself_as_a_helper(tmp_path):
+    """A bundled application's executable is the application: the kernels compile on
+    the launching thread instead."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MXOPT_NUMBA_BACKGROUND_COMPILE", None)
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", _FROZEN], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "1"]
