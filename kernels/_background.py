@@ -29,9 +29,9 @@ What makes this safe:
 * a compile that fails in the helper is reported once as a warning (with the warnings
   the compile raised, re-raised here) and the launch keeps the twin; a helper that cannot
   start or stops leaves every waiting kernel to compile on the launching thread;
-* interpreter exit waits for the helper to finish what it was given (the next process
-  then starts warm); a forked child closes its copies of the pipes and compiles on its
-  own thread.
+* interpreter exit waits (two minutes at most) for the helper to finish what it was
+  given (the next process then starts warm); a forked child closes its copies of the
+  pipes and compiles on its own thread.
 
 ``MXOPT_NUMBA_BACKGROUND_COMPILE=0`` turns this off: every kernel then compiles on the
 calling thread at its first launch, as plain Numba would.  So do processes without POSIX
@@ -348,6 +348,11 @@ def pending():
     return len(_jobs) + len(_queued)
 
 
+#: seconds interpreter exit waits for the helper, at most (a stuck compile must not hold
+#: a failing job's exit)
+_EXIT_WAIT = 120
+
+
 def _finish():
     """At exit: let the helper finish what it was given (so the next process starts warm)."""
     global _to_helper
@@ -357,10 +362,11 @@ def _finish():
     if fd is not None:
         _to_helper = None
         os.close(fd)                 # end of jobs: the helper exits after the last one
+    import subprocess
     try:
-        helper.wait()
-    except KeyboardInterrupt:        # a second Ctrl-C: leave it to finish alone
-        pass
+        helper.wait(timeout=_EXIT_WAIT)
+    except (subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass                         # it finishes alone (it has seen the end of jobs)
 
 
 def _after_fork_in_child():
