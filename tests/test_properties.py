@@ -3,7 +3,7 @@ magnitudes and aggregation sizes.  The default profile is quick; set
 HYPOTHESIS_PROFILE=ci for the long run."""
 import ml_dtypes
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import mxopt_numba as mxo
@@ -41,6 +41,9 @@ def problems(draw):
     return case, case.configs[desc], shapes, scale, agg, seed
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _data(case, shapes, scale, seed, steps=3):
     rng = np.random.default_rng(seed)
     ws = []
@@ -67,8 +70,12 @@ def _run(case, kwargs, ws, gs, dtype, fused, agg, mp=False):
 def test_fused_matches_the_float64_step(problem):
     case, kwargs, shapes, scale, agg, seed = problem
     ws, gs = _data(case, shapes, scale, seed)
-    got, _ = _run(case, kwargs, ws, gs, np.float32, True, agg)
     ref, _ = _run(case, kwargs, ws, gs, np.float32 if case.reference_float32 else np.float64, False, np.inf)
+    # the property is about results float32 can hold: where the float64 trajectory leaves
+    # float32's range (DCASGD's cubic term on 1e6-scale data reaches 4e40), float32
+    # overflows as it must, at a step that depends on rounding
+    assume(all(np.all(np.abs(r[np.isfinite(r)]) < _F32_MAX / 16) for r in ref))
+    got, _ = _run(case, kwargs, ws, gs, np.float32, True, agg)
     for x, r, w in zip(got, ref, ws):
         assert x.shape == r.shape and x.dtype == np.float32
         x, r = x.astype(np.float64), r.astype(np.float64)
