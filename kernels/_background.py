@@ -195,6 +195,15 @@ def _send(key, dispatcher, signature, where):
     return True
 
 
+def _close(*fds):
+    for fd in fds:
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:        # closed behind our back (a daemonising library, say)
+                pass
+
+
 def _write_all(fd, data):
     while data:
         data = data[os.write(fd, data):]
@@ -219,8 +228,7 @@ def _start_helper():
         _helper = subprocess.Popen([sys.executable, "-c", boot, json.dumps(path)], stdin=job_read,
                                    stdout=reply_write, stderr=subprocess.DEVNULL, env=env, close_fds=True)
     except Exception as exc:       # noqa: BLE001 - no helper (no fork, no fds, no interpreter...)
-        for fd in fds:
-            os.close(fd)
+        _close(*fds)
         _helper = None
         _unavailable = True
         _notices.append(("mxopt_numba could not start its kernel compile process (%s: %s); kernels "
@@ -297,9 +305,7 @@ def _helper_gone():
     global _helper, _to_helper, _from_helper, _unavailable
     _unavailable = True
     code = _helper.poll() if _helper is not None else None
-    for fd in (_to_helper, _from_helper):
-        if fd is not None:
-            os.close(fd)
+    _close(_to_helper, _from_helper)
     _to_helper = _from_helper = None
     if _jobs:
         _notices.append(("mxopt_numba's kernel compile process stopped (exit code %s); kernels compile on "
@@ -361,7 +367,7 @@ def _finish():
         return
     if fd is not None:
         _to_helper = None
-        os.close(fd)                 # end of jobs: the helper exits after the last one
+        _close(fd)                   # end of jobs: the helper exits after the last one
     import subprocess
     try:
         helper.wait(timeout=_EXIT_WAIT)
@@ -374,9 +380,7 @@ def _after_fork_in_child():
     # the helper would not see the parent's end of jobs) and compiles on its own thread
     global _lock, _helper, _to_helper, _from_helper, _forked, _replies
     _lock = threading.Lock()
-    for fd in (_to_helper, _from_helper):
-        if fd is not None:
-            os.close(fd)
+    _close(_to_helper, _from_helper)
     _helper = _to_helper = _from_helper = None
     _replies = b""
     _forked = True
