@@ -67,12 +67,12 @@ rounding: seven rounds make it faster than the float32-master path, ten did not.
 noise, which is the sampler's randomness itself, keeps ten.  Both halves of a word are
 uniform on [0, 2**16) when the word is uniform, and the words of distinct counters are
 as independent as Philox makes them; the rounding of one element still depends only on
-(seed, parameter, update count, its position).  The tests check the
-halves' uniformity and the lack of correlation between the eight elements of an octet.
-The CPU kernels fill a per-block buffer with the bits of the block's octets
-(``rounding_octet`` in a vectorised loop) and read them back per element; the CUDA twins
-and NumPy compute ``rounding_bits`` of each element directly.  The counter holds octet
-numbers below ``2**48``, so positions go up to ``2**51``.
+(seed, parameter, update count, its position).  The tests check the halves' uniformity
+and the lack of correlation between the eight elements of an octet.  The CPU kernels
+fill a per-block buffer with the bits of the block's octets (``rounding_octet`` in a
+vectorised loop) and read them back per element; the CUDA twins and NumPy compute
+``rounding_bits`` of each element directly.  The counter holds octet numbers below
+``2**48``, so positions go up to ``2**51``.
 """
 import math
 
@@ -301,13 +301,18 @@ def philox4x32_np(c0, c1, c2, c3, k0, k1, rounds=10):
     return c0, c1, c2, c3
 
 
+def counter_words_np(index, stream, step, pkey, seed, rounds=10):
+    """NumPy :func:`counter_words`: the Philox words of the calls ``index`` (uint64
+    array) on ``stream`` of one tensor."""
+    c1 = ((index >> _SHIFT32) & _MASK16) | (_U64(stream) << _SHIFT16)
+    seed = int(seed) & ((1 << 64) - 1)
+    return philox4x32_np(index & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
+                         seed & 0xFFFFFFFF, seed >> 32, rounds)
+
+
 def quad_draw_np(size, stream, step, pkey, seed):
     """The Philox words of the quads covering elements ``0 .. size-1`` of one tensor."""
-    quad = np.arange((size + 3) // 4, dtype=np.uint64)
-    c1 = ((quad >> _SHIFT32) & _MASK16) | (_U64(stream) << _SHIFT16)
-    seed = int(seed) & ((1 << 64) - 1)
-    return philox4x32_np(quad & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
-                         seed & 0xFFFFFFFF, seed >> 32)
+    return counter_words_np(np.arange((size + 3) // 4, dtype=np.uint64), stream, step, pkey, seed)
 
 
 def log_unit_np(u):
@@ -358,10 +363,6 @@ def rounding_bits_np(size, step, pkey, seed):
 def rounding_bits_at_np(positions, step, pkey, seed):
     """What :func:`rounding_bits` gives for the elements at ``positions`` of one tensor."""
     pos = np.asarray(positions, dtype=np.uint64)
-    octet = pos >> _U64(3)
-    c1 = ((octet >> _SHIFT32) & _MASK16) | (_U64(ROUNDING_STREAM) << _SHIFT16)
-    seed = int(seed) & ((1 << 64) - 1)
-    words = philox4x32_np(octet & _MASK32, c1, _U64(int(step) & 0xFFFFFFFF), _U64(pkey),
-                          seed & 0xFFFFFFFF, seed >> 32, ROUNDING_ROUNDS)
+    words = counter_words_np(pos >> _U64(3), ROUNDING_STREAM, step, pkey, seed, ROUNDING_ROUNDS)
     x = np.choose(((pos >> _U64(1)) & _U64(3)).astype(np.intp), words)
     return (x >> (_SHIFT16 * (pos & _U64(1)))) & _MASK16
