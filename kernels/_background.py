@@ -161,9 +161,7 @@ def _importable(dispatcher):
     qualname = getattr(func, "__qualname__", "")
     if module_name in (None, "__main__") or "<" in qualname:
         return None
-    found = sys.modules.get(module_name)
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
+    found = _attribute(sys.modules.get(module_name), qualname)
     filename = getattr(getattr(func, "__code__", None), "co_filename", None)
     return (module_name, qualname, filename) if found is dispatcher else None
 
@@ -293,10 +291,15 @@ def _answer(line):
                          "the single-threaded version" % (name, reply["error"]), RuntimeWarning))
 
 
+def _attribute(module, dotted):
+    """``module.a.b`` for ``dotted`` = "a.b", None where a name is missing."""
+    for part in dotted.split("."):
+        module = getattr(module, part, None)
+    return module
+
+
 def _warning_class(module_name, name):
-    found = sys.modules.get(module_name)
-    for part in name.split("."):
-        found = getattr(found, part, None)
+    found = _attribute(sys.modules.get(module_name), name)
     return found if isinstance(found, type) and issubclass(found, Warning) else RuntimeWarning
 
 
@@ -417,14 +420,13 @@ def _serve():
         job = json.loads(line)
         reply = {"job": job["job"], "ok": False, "found": False}
         try:
-            dispatcher = importlib.import_module(job["module"])
-            for part in job["qualname"].split("."):
-                dispatcher = getattr(dispatcher, part)
+            dispatcher = _attribute(importlib.import_module(job["module"]), job["qualname"])
             signature = pickle.loads(base64.b64decode(job["signature"]))
             # another file of the same name would fill a cache this process never reads
-            reply["found"] = _same_file(dispatcher.py_func.__code__.co_filename, job["file"])
+            code = getattr(getattr(dispatcher, "py_func", None), "__code__", None)
+            reply["found"] = code is not None and _same_file(code.co_filename, job["file"])
             if not reply["found"]:
-                raise LookupError("%s is defined in another file here" % job["qualname"])
+                raise LookupError("%s is missing here or defined in another file" % job["qualname"])
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 dispatcher.compile(signature)
